@@ -1,0 +1,49 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { envelopeResponse, GatewayError } from '../errors/envelope';
+import { newRequestId } from '../pipeline/request-id';
+
+export interface Readiness {
+  /** Null when ready, else a short reason safe to show (no secrets). */
+  notReadyReason(): string | null;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+  });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: GatewayError, requestId: string): void {
+  const { status, headers, body } = envelopeResponse(err, requestId);
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/**
+ * The admin listener (its own host and port, loopback by default). `/healthz` and `/readyz` need no
+ * token so kubelets and load balancers can reach them.
+ */
+export function createAdminServer(readiness: Readiness): http.Server {
+  return http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    const requestId = newRequestId();
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, new GatewayError('route_not_found'), requestId);
+      return;
+    }
+    if (path === '/healthz') {
+      sendJson(res, 200, { status: 'ok' }, requestId);
+    } else if (path === '/readyz') {
+      const reason = readiness.notReadyReason();
+      if (reason === null) sendJson(res, 200, { status: 'ready' }, requestId);
+      else sendError(res, new GatewayError('service_unavailable', { details: { reason }, headers: { 'retry-after': '1' } }), requestId);
+    } else {
+      sendError(res, new GatewayError('route_not_found'), requestId);
+    }
+  });
+}

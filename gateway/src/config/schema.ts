@@ -1,0 +1,367 @@
+// The config file's shape (zod v4). Every object is strict, so a typo is an error, not a silent
+// default. After validation durations are integer milliseconds and sizes integer bytes, under their
+// YAML field names (`per: 1m` → `per: 60000`).
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseByteSize, parseDuration } from './duration';
+
+// ---------------------------------------------------------------------------------------------
+// Field helpers. Messages never quote the input: values may come from the environment (secrets).
+
+/** After `${ENV}` interpolation numbers arrive as strings (`port: ${PORT}`), so digits count too. */
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  const message =
+    max !== Number.MAX_SAFE_INTEGER
+      ? `expected an integer from ${min} to ${max}`
+      : min === 1
+        ? 'expected a positive integer'
+        : `expected an integer >= ${min}`;
+  return z.preprocess(
+    (v) => (typeof v === 'string' && /^[0-9]+$/.test(v) ? Number(v) : v),
+    z.number({ error: message }).int({ error: message }).min(min, { error: message }).max(max, { error: message }),
+  );
+}
+
+const boolean = z.preprocess(
+  (v) => (v === 'true' ? true : v === 'false' ? false : v),
+  z.boolean({ error: 'expected true or false' }),
+);
+
+function duration(options: { allowZero?: boolean } = {}) {
+  const message = options.allowZero ? 'expected a duration like 5s (or 0s)' : 'expected a duration like 1m';
+  return z.string({ error: message }).transform((text, ctx) => {
+    const ms = options.allowZero && /^0+(ms|s|m|h|d)$/.test(text) ? 0 : parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+function byteSize(min = 0) {
+  const message = 'expected a byte size like 16384, 512KB or 10MB';
+  return z.union([z.number(), z.string()], { error: message }).transform((value, ctx) => {
+    const bytes = parseByteSize(value);
+    if (bytes === undefined || bytes < min) {
+      ctx.addIssue({ code: 'custom', message: bytes === undefined ? message : `expected at least ${min} bytes` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+}
+
+const nonEmpty = z.string().min(1, { error: 'must not be empty' });
+
+/** Names of routes, tiers and upstreams: safe in metric labels, headers and Redis keys. */
+const name = z.string().regex(/^[a-z0-9_-]+$/, { error: 'expected a name made of a-z, 0-9, _ and -' });
+
+const scope = z.string().regex(/^(\*|[A-Za-z0-9_.:-]+)$/, { error: 'expected a scope like users:read, or "*"' });
+
+const host = z.string().refine((h) => isIP(h) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h), {
+  error: 'expected an IP address or host name',
+});
+
+/** `host:port` or `[ipv6]:port` → parts; undefined when malformed. Used for Sentinel and Cluster nodes. */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(text);
+  if (!match) return undefined;
+  const bracketed = match[1].startsWith('[');
+  const hostPart = bracketed ? match[1].slice(1, -1) : match[1];
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535 || (bracketed && isIP(hostPart) !== 6)) return undefined;
+  return { host: hostPart, port };
+}
+
+const hostPortList = z
+  .array(z.string().refine((t) => parseHostPort(t) !== undefined, { error: 'expected host:port like 127.0.0.1:26379' }))
+  .min(1, { error: 'expected at least one host:port' });
+
+/** An IPv4/IPv6 address or CIDR block (`10.0.0.0/8`, `::1/128`). */
+export function isIpOrCidr(text: string): boolean {
+  const [address, prefix, ...rest] = text.split('/');
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128);
+}
+
+/** An http(s) origin with nothing after it; returned normalised (`http://h:1/` → `http://h:1`). */
+function httpOrigin(text: string): string | undefined {
+  if (!/^https?:\/\//i.test(text) || /[?#\s]/.test(text)) return undefined;
+  try {
+    const url = new URL(text);
+    if (url.username || url.password || url.pathname !== '/') return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRedisUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** Why a path_prefix is refused, or undefined. These characters would make prefix matching ambiguous. */
+function pathPrefixProblem(prefix: string): string | undefined {
+  if (!prefix.startsWith('/')) return "must start with '/'";
+  for (const forbidden of ['..', '//', '%', '?', '#']) {
+    if (prefix.includes(forbidden)) return `must not contain '${forbidden}'`;
+  }
+  if (/[\s\x00-\x1f\x7f]/.test(prefix)) return 'must not contain spaces or control characters';
+  return undefined;
+}
+
+const pathPrefix = z.string().transform((prefix, ctx) => {
+  const problem = pathPrefixProblem(prefix);
+  if (problem) {
+    ctx.addIssue({ code: 'custom', message: problem });
+    return z.NEVER;
+  }
+  return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+});
+
+const methods = z
+  .array(z.string().regex(/^[A-Za-z]+$/, { error: 'expected an HTTP method like GET' }).transform((m) => m.toUpperCase()))
+  .min(1, { error: 'expected at least one method (omit methods to allow any)' })
+  .superRefine((list, ctx) => {
+    list.forEach((method, i) => {
+      if (list.indexOf(method) !== i) ctx.addIssue({ code: 'custom', path: [i], message: 'duplicate method' });
+    });
+  });
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+const listenSchema = z.strictObject({
+  host: host.default('0.0.0.0'),
+  port: integer(0, 65535).default(8080), // 0 = any free port (tests)
+  max_header_bytes: byteSize(1).default(16384),
+});
+
+const adminSchema = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: integer(0, 65535).default(9090),
+  token: nonEmpty.optional(), // an empty token from an unset-but-defaulted env var must not disable auth
+});
+
+const redisSchema = z
+  .strictObject({
+    url: z.string().refine(isRedisUrl, { error: 'expected a redis:// or rediss:// URL' }).optional(),
+    sentinel: z.strictObject({ name: nonEmpty, sentinels: hostPortList }).optional(),
+    cluster: z.strictObject({ nodes: hostPortList }).optional(),
+    password: nonEmpty.optional(),
+    db: integer(0).optional(),
+    // Braces would change the Redis Cluster hash tag of every key.
+    key_prefix: z.string().regex(/^[^{}]*$/, { error: 'must not contain { or }' }).default('sluice:'),
+  })
+  .superRefine(
+    (redis, ctx) => {
+      const modes = [redis.url, redis.sentinel, redis.cluster].filter((m) => m !== undefined).length;
+      if (modes !== 1) ctx.addIssue({ code: 'custom', message: 'expected exactly one of url, sentinel or cluster' });
+      if (redis.cluster !== undefined && redis.db !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['db'], message: 'not allowed with cluster (a cluster has only db 0)' });
+      }
+    },
+    // Run even when a field failed, so every problem is reported at once.
+    { when: (payload) => isRecord(payload.value) },
+  );
+
+const storeSchema = z.strictObject({
+  redis: redisSchema.optional(), // absent = embedded in-memory store
+  timeout_ms: integer(1).default(100),
+  replicas_hint: integer(1).default(1),
+  cache: z
+    .strictObject({
+      ttl: duration().prefault('5s'),
+      max_entries: integer(1).default(10000),
+    })
+    .prefault({}),
+});
+
+const limitSchema = z.strictObject({ requests: integer(1), per: duration() });
+
+const tierSchema = z.strictObject({
+  limits: z.array(limitSchema).superRefine((limits, ctx) => {
+    // One counter per window length: two limits with the same `per` would share it.
+    limits.forEach((limit, i) => {
+      if (limits.findIndex((other) => other.per === limit.per) !== i) {
+        ctx.addIssue({ code: 'custom', path: [i, 'per'], message: 'another limit of this tier has the same window' });
+      }
+    });
+  }),
+  scopes: z.array(scope).default([]),
+});
+
+const upstreamSchema = z.strictObject({
+  targets: z
+    .array(
+      z.string().transform((text, ctx) => {
+        const origin = httpOrigin(text);
+        if (origin === undefined) {
+          ctx.addIssue({ code: 'custom', message: 'expected an http(s) origin like http://127.0.0.1:9001 (no path or query)' });
+          return z.NEVER;
+        }
+        return origin;
+      }),
+    )
+    .min(1, { error: 'expected at least one target' }),
+  timeout_ms: integer(1).default(30000),
+  connections: integer(1).default(128),
+});
+
+const routeSchema = z.strictObject({
+  name,
+  match: z.strictObject({
+    path_prefix: pathPrefix,
+    methods: methods.optional(), // absent = any method
+  }),
+  upstream: z.string(),
+  scopes: z.array(scope).default([]),
+  cost: integer(1).default(1),
+  timeout_ms: integer(1).optional(), // overrides the upstream's
+  max_body_bytes: byteSize().default(10 * 1024 * 1024),
+  strip_prefix: boolean.default(false),
+});
+
+const seedKeySchema = z.strictObject({
+  name: nonEmpty,
+  tier: z.string(),
+  key: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{16,}$/, { error: 'expected at least 16 characters of A-Z, a-z, 0-9, _ and -' })
+    .optional(),
+  scopes: z.array(scope).optional(),
+});
+
+function nonEmptyRecord<T extends z.ZodType>(value: T, what: string) {
+  return z.record(name, value).refine((r) => Object.keys(r).length > 0, { error: `at least one ${what} is required` });
+}
+
+export const configSchema = z
+  .strictObject({
+    listen: listenSchema.prefault({}),
+    admin: adminSchema.prefault({}),
+    store: storeSchema.prefault({}),
+    failure_policy: z.enum(['fail_open_local', 'fail_closed']).default('fail_open_local'),
+    trusted_proxies: z
+      .array(z.string().refine(isIpOrCidr, { error: 'expected an IP address or CIDR like 10.0.0.0/8' }))
+      .default([]),
+    lifecycle: z
+      .strictObject({
+        drain_delay: duration({ allowZero: true }).prefault('5s'),
+        grace: duration({ allowZero: true }).prefault('30s'),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+    tiers: nonEmptyRecord(tierSchema, 'tier'),
+    upstreams: nonEmptyRecord(upstreamSchema, 'upstream'),
+    routes: z.array(routeSchema).min(1, { error: 'at least one route is required' }),
+    keys: z.array(seedKeySchema).default([]),
+  })
+  .superRefine((config, ctx) => checkReferences(config, ctx), { when: (payload) => isRecord(payload.value) });
+
+export type Config = z.output<typeof configSchema>;
+export type Tier = Config['tiers'][string];
+export type Limit = Tier['limits'][number];
+export type Upstream = Config['upstreams'][string];
+export type Route = Config['routes'][number];
+export type RedisConfig = NonNullable<Config['store']['redis']>;
+export type SeedKey = Config['keys'][number];
+
+// ---------------------------------------------------------------------------------------------
+// Cross-field rules. They also run when other parts failed (to report everything at once), so
+// they read the partly validated value defensively instead of trusting its type.
+
+type Issue = { path: (string | number)[]; message: string };
+
+function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
+  const root = asRecord(value) ?? {};
+  const issues = [...checkRoutes(root), ...checkSeedKeys(root)];
+  for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message });
+}
+
+function checkRoutes(root: Record<string, unknown>): Issue[] {
+  const issues: Issue[] = [];
+  const upstreams = asRecord(root.upstreams);
+  const routeNames = new Set<string>();
+  const matchOwners = new Map<string, string>(); // "METHOD /prefix" → describes the route that has it
+  asArray(root.routes).forEach((item, i) => {
+    const route = asRecord(item);
+    if (!route) return;
+    const label = typeof route.name === 'string' ? `route ${quote(route.name)}` : `routes[${i}]`;
+    if (typeof route.name === 'string') {
+      if (routeNames.has(route.name)) issues.push({ path: ['routes', i, 'name'], message: `duplicate route name ${quote(route.name)}` });
+      routeNames.add(route.name);
+    }
+    if (upstreams && typeof route.upstream === 'string' && !Object.hasOwn(upstreams, route.upstream)) {
+      issues.push({ path: ['routes', i, 'upstream'], message: `unknown upstream ${quote(route.upstream)}` });
+    }
+    const match = asRecord(route.match);
+    if (match && typeof match.path_prefix === 'string') {
+      const routeMethods = Array.isArray(match.methods) ? match.methods.map((m) => String(m).toUpperCase()) : ['*'];
+      const pairs = routeMethods.map((method) => `${method} ${match.path_prefix}`);
+      const owner = pairs.map((pair) => matchOwners.get(pair)).find((o) => o !== undefined);
+      if (owner !== undefined) {
+        issues.push({ path: ['routes', i, 'match'], message: `same path_prefix and method as ${owner}` });
+      }
+      for (const pair of pairs) if (!matchOwners.has(pair)) matchOwners.set(pair, label);
+    }
+  });
+  return issues;
+}
+
+function checkSeedKeys(root: Record<string, unknown>): Issue[] {
+  const issues: Issue[] = [];
+  const tiers = asRecord(root.tiers);
+  const plaintexts = new Map<string, number>();
+  asArray(root.keys).forEach((item, i) => {
+    const key = asRecord(item);
+    if (!key) return;
+    if (typeof key.key === 'string') {
+      const first = plaintexts.get(key.key);
+      // Never quote the key itself: it is a secret.
+      if (first !== undefined) issues.push({ path: ['keys', i, 'key'], message: `same key as keys[${first}]` });
+      else plaintexts.set(key.key, i);
+    }
+    if (!tiers || typeof key.tier !== 'string') return;
+    if (!Object.hasOwn(tiers, key.tier)) {
+      issues.push({ path: ['keys', i, 'tier'], message: `unknown tier ${quote(key.tier)}` });
+      return;
+    }
+    const tierScopes = asArray(asRecord(tiers[key.tier])?.scopes);
+    if (tierScopes.includes('*')) return;
+    asArray(key.scopes).forEach((s, j) => {
+      if (typeof s === 'string' && !tierScopes.includes(s)) {
+        issues.push({ path: ['keys', i, 'scopes', j], message: `scope ${quote(s)} is not allowed by tier ${quote(key.tier as string)}` });
+      }
+    });
+  });
+  return issues;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return isRecord(value) ? value : undefined;
+}
+
+function asArray(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/** Values are quoted as JSON strings; the loader relies on that to redact values taken from the environment. */
+function quote(value: string): string {
+  return JSON.stringify(value);
+}

@@ -1,0 +1,51 @@
+import { catalogue, type ErrorCode } from './catalogue';
+
+export type ErrorDetails = Record<string, string | number | boolean | null>;
+
+/**
+ * A failure that ends a request with an envelope. Steps throw it; one catch in the pipeline
+ * turns it into a response. `headers` carries extras such as Retry-After.
+ */
+export class GatewayError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    readonly options: { message?: string; details?: ErrorDetails; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(options.message ?? catalogue[code].message, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.status = catalogue[code].status;
+  }
+}
+
+export interface Envelope {
+  error: { code: ErrorCode; message: string; details?: ErrorDetails };
+}
+
+export const ENVELOPE_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+/** The public body for an error: `{"error":{"code","message","details?"}}`. */
+export function toEnvelope(err: GatewayError): Envelope {
+  const error: Envelope['error'] = { code: err.code, message: err.message };
+  if (err.options.details) error.details = err.options.details;
+  return { error };
+}
+
+/** Anything thrown that is not a GatewayError is a bug: a 500 that names only the request id. */
+export function asGatewayError(err: unknown, requestId: string): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('internal_error', { details: { request_id: requestId }, cause: err });
+}
+
+/** Status, headers and body of an envelope response, for node:http or a raw socket. */
+export function envelopeResponse(err: GatewayError, requestId: string) {
+  const body = JSON.stringify(toEnvelope(err));
+  const headers: Record<string, string> = {
+    'content-type': ENVELOPE_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(body)),
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+    ...err.options.headers,
+  };
+  return { status: err.status, headers, body };
+}

@@ -1,0 +1,18 @@
+import { GatewayError } from '../errors/envelope';
+import { isUsable } from '../store/keys';
+import { StoreUnavailableError } from '../store/types';
+import type { RequestContext } from './context';
+
+/** Looks the key up (cache first); unknown, revoked or expired → 401; a store that cannot answer → 503, never 401. */
+export async function authenticate(ctx: RequestContext): Promise<void> {
+  let found;
+  try {
+    found = await ctx.runtime.keys.find(ctx.apiKey!);
+  } catch (err) {
+    if (!(err instanceof StoreUnavailableError)) throw err;
+    ctx.runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
+    throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+  }
+  if (!found.record || !isUsable(found.record)) throw new GatewayError('invalid_api_key');
+  ctx.consumer = found.record;
+}

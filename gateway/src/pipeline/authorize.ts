@@ -1,0 +1,28 @@
+import { GatewayError } from '../errors/envelope';
+import type { RequestContext } from './context';
+
+/**
+ * The key's own scopes if set, else its tier's. Own scopes never reach beyond the tier's (a tier may
+ * have shrunk since the key was made). "*" grants every scope.
+ */
+export function effectiveScopes(keyScopes: readonly string[] | undefined, tierScopes: readonly string[]): readonly string[] {
+  if (!keyScopes) return tierScopes;
+  if (tierScopes.includes('*')) return keyScopes;
+  if (keyScopes.includes('*')) return tierScopes;
+  return keyScopes.filter((scope) => tierScopes.includes(scope));
+}
+
+/** A route needs every scope it lists. */
+export function authorize(ctx: RequestContext): void {
+  const consumer = ctx.consumer!;
+  const tier = ctx.runtime.config.tiers[consumer.tier];
+  if (!tier) {
+    throw new GatewayError('forbidden', { message: 'The tier of this API key is not configured on this gateway.' });
+  }
+  const granted = effectiveScopes(consumer.scopes, tier.scopes);
+  if (granted.includes('*')) return;
+  const required = ctx.route!.route.scopes;
+  if (required.some((scope) => !granted.includes(scope))) {
+    throw new GatewayError('forbidden', { details: { required_scopes: required.join(' ') } });
+  }
+}

@@ -1,0 +1,33 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { GatewayError } from '../errors/envelope';
+import type { CompiledRoute } from '../routing/route-table';
+import type { Runtime } from '../runtime';
+import type { ApiKeyRecord } from '../store/types';
+
+/** Where the answer goes: a normal response, or the raw socket of a WebSocket upgrade. */
+export type Reply = { kind: 'http'; res: ServerResponse } | { kind: 'upgrade'; socket: Duplex; head: Buffer };
+
+/** One request's state as it moves down the pipeline; each step reads what earlier steps set. */
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly reply: Reply;
+  readonly runtime: Runtime;
+  readonly startedAt: number;
+  /** Aborted when the client goes away, so upstream work stops too. */
+  readonly abort: AbortController;
+  requestId: string;
+  clientAddress: string;
+  path: string;
+  query: string;
+  route?: CompiledRoute;
+  apiKey?: string;
+  consumer?: ApiKeyRecord;
+  /** Headers every response to this request carries, success or error (e.g. rate-limit headers). */
+  responseHeaders: Record<string, string>;
+  upstreamTarget?: string;
+  status?: number;
+  error?: GatewayError;
+}
+
+export type Step = (ctx: RequestContext) => void | Promise<void>;

@@ -1,0 +1,35 @@
+import { asGatewayError } from '../errors/envelope';
+import type { RequestContext, Step } from './context';
+import { requestId } from './request-id';
+import { client } from './client';
+import { route } from './route';
+import { bodyLimit } from './body-limit';
+import { identify } from './identify';
+import { authenticate } from './authenticate';
+import { authorize } from './authorize';
+import { rateLimit } from './rate-limit';
+import { proxy } from './proxy';
+import { proxyUpgrade } from './proxy-upgrade';
+import { respondError } from './respond-error';
+
+/** The request path, top to bottom. Any step may end the request by throwing a GatewayError. */
+export const httpSteps: readonly Step[] = [requestId, client, route, bodyLimit, identify, authenticate, authorize, rateLimit, proxy];
+
+/** WebSocket and other upgrades: the same checks, then the upgrade is forwarded instead. */
+export const upgradeSteps: readonly Step[] = [requestId, client, route, identify, authenticate, authorize, rateLimit, proxyUpgrade];
+
+/** Runs the steps in order; one catch turns any failure into an envelope; `finish` always runs (access log). */
+export async function runPipeline(ctx: RequestContext, steps: readonly Step[], finish: (ctx: RequestContext) => void): Promise<void> {
+  try {
+    for (const step of steps) await step(ctx);
+  } catch (thrown) {
+    const err = asGatewayError(thrown, ctx.requestId);
+    ctx.error = err;
+    if (err.code === 'internal_error') {
+      ctx.runtime.log.error({ request_id: ctx.requestId, err: err.cause }, 'unexpected error in the request path');
+    }
+    respondError(ctx, err);
+  } finally {
+    finish(ctx);
+  }
+}

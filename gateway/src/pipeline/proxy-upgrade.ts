@@ -1,0 +1,59 @@
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import { mapUpstreamError } from '../errors/upstream';
+import type { RequestContext } from './context';
+import { upstreamRequest } from './proxy';
+
+function headerLines(headers: Record<string, string | string[] | undefined>): string {
+  let lines = '';
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) lines += `${name}: ${one}\r\n`;
+  }
+  return lines;
+}
+
+/** Joins two sockets; either side closing or failing tears down both. */
+function splice(client: Duplex, upstream: Duplex): void {
+  const closeBoth = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', closeBoth).on('close', closeBoth);
+  upstream.on('error', closeBoth).on('close', closeBoth);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
+/** WebSocket (or other) upgrades, authenticated like any request, then forwarded with undici's upgrade(). */
+export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
+  if (ctx.reply.kind !== 'upgrade') throw new Error('upgrade step reached with a plain request');
+  const { socket: client, head } = ctx.reply;
+  const { target, path, headers, timeoutMs } = upstreamRequest(ctx);
+  const protocol = ctx.req.headers.upgrade ?? 'websocket';
+
+  let upgraded;
+  try {
+    upgraded = await target.pool.upgrade({
+      method: 'GET',
+      path,
+      headers,
+      protocol,
+      signal: ctx.abort.signal,
+      // Not in UpgradeOptions' type, but upgrade() hands its options to dispatch(), which honours it.
+      headersTimeout: timeoutMs,
+    } as Parameters<typeof target.pool.upgrade>[0]);
+  } catch (err) {
+    throw mapUpstreamError(err);
+  }
+  const upstreamSocket = upgraded.socket;
+  if (client.destroyed) {
+    upstreamSocket.destroy();
+    return;
+  }
+  ctx.status = 101;
+  const responseHeaders = { ...upgraded.headers, connection: 'Upgrade', upgrade: protocol, 'x-request-id': ctx.requestId };
+  client.write(`HTTP/1.1 101 ${STATUS_CODES[101]}\r\n${headerLines(responseHeaders)}\r\n`);
+  if (head.length > 0) upstreamSocket.write(head);
+  splice(client, upstreamSocket);
+}

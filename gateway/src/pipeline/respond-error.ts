@@ -1,0 +1,30 @@
+import { STATUS_CODES } from 'node:http';
+import { envelopeResponse, type GatewayError } from '../errors/envelope';
+import type { RequestContext } from './context';
+
+/** Sends the envelope for `err`, on a normal response or on the raw socket of an upgrade. */
+export function respondError(ctx: RequestContext, err: GatewayError): void {
+  const { status, headers, body } = envelopeResponse(err, ctx.requestId);
+  const allHeaders: Record<string, string> = { ...ctx.responseHeaders, ...headers };
+  ctx.status = status;
+
+  if (ctx.reply.kind === 'upgrade') {
+    const socket = ctx.reply.socket;
+    if (!socket.writable) return;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`;
+    for (const [name, value] of Object.entries(allHeaders)) head += `${name}: ${value}\r\n`;
+    socket.end(`${head}connection: close\r\n\r\n${body}`);
+    return;
+  }
+
+  const res = ctx.reply.res;
+  if (res.headersSent) {
+    // Part of another answer is already on the wire; cutting the connection is the only truthful signal.
+    res.destroy();
+    return;
+  }
+  // A body we never read would have to be drained before the connection could be reused: close instead.
+  if (!ctx.req.complete && ctx.req.headers['content-length'] !== '0') allHeaders.connection = 'close';
+  res.writeHead(status, allHeaders);
+  res.end(body);
+}

@@ -1,0 +1,65 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+// What the client may not tell the upstream: its key, and identities only the gateway asserts.
+// `expect` is answered by our own server (100-continue); `host` is the upstream's own.
+const CLIENT_MUST_NOT_SEND = new Set(['x-api-key', 'x-consumer-id', 'x-consumer-tier', 'host', 'expect']);
+
+function connectionListed(headers: IncomingHttpHeaders | Record<string, unknown>): Set<string> {
+  const value = headers.connection;
+  const text = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+  return new Set(text.split(',').map((token) => token.trim().toLowerCase()).filter(Boolean));
+}
+
+export interface ForwardingFacts {
+  requestId: string;
+  peer: string;
+  peerTrusted: boolean;
+  consumerId: string;
+  consumerTier: string;
+}
+
+/** The request headers the upstream receives. */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): Record<string, string | string[]> {
+  const listed = connectionListed(incoming);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || CLIENT_MUST_NOT_SEND.has(name)) continue;
+    if (name.startsWith('x-forwarded-')) continue; // rebuilt below
+    out[name] = value;
+  }
+  // Only a trusted proxy's forwarding headers are kept; anyone else's could be forged.
+  const priorFor = facts.peerTrusted ? incoming['x-forwarded-for'] : undefined;
+  out['x-forwarded-for'] = priorFor ? `${priorFor}, ${facts.peer}` : facts.peer;
+  out['x-forwarded-proto'] = (facts.peerTrusted && (incoming['x-forwarded-proto'] as string | undefined)) || 'http';
+  const forwardedHost = (facts.peerTrusted && (incoming['x-forwarded-host'] as string | undefined)) || incoming.host;
+  if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
+  out['x-request-id'] = facts.requestId;
+  out['x-consumer-id'] = facts.consumerId;
+  out['x-consumer-tier'] = facts.consumerTier;
+  return out;
+}
+
+/** The upstream's response headers as the client receives them. */
+export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>, requestId: string) {
+  const listed = connectionListed(upstream);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    out[name] = value;
+  }
+  out['x-request-id'] = requestId;
+  return out;
+}

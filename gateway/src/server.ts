@@ -1,0 +1,144 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { envelopeResponse, GatewayError } from './errors/envelope';
+import type { ErrorCode } from './errors/catalogue';
+import type { RequestContext, Reply } from './pipeline/context';
+import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
+import { newRequestId } from './pipeline/request-id';
+import type { Runtime } from './runtime';
+
+/** The public listener: hands every request and upgrade to the pipeline, and knows what is in flight. */
+export class GatewayServer {
+  readonly http: http.Server;
+  private inFlight = 0;
+  private readonly upgradedSockets = new Set<Duplex>();
+  private closing = false;
+
+  constructor(private readonly getRuntime: () => Runtime) {
+    const { listen } = getRuntime().config;
+    this.http = http.createServer({
+      maxHeaderSize: listen.max_header_bytes,
+      // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
+      headersTimeout: 20_000,
+      requestTimeout: 0,
+      keepAliveTimeout: 5_000,
+    });
+    this.http.on('request', (req, res) => this.onRequest(req, res));
+    this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.http.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
+  }
+
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve((this.http.address() as { port: number }).port);
+      });
+    });
+  }
+
+  private newContext(req: IncomingMessage, reply: Reply): RequestContext {
+    return {
+      req,
+      reply,
+      runtime: this.getRuntime(),
+      startedAt: performance.now(),
+      abort: new AbortController(),
+      requestId: '',
+      clientAddress: '',
+      path: '',
+      query: '',
+      responseHeaders: {},
+    };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const ctx = this.newContext(req, { kind: 'http', res });
+    this.inFlight++;
+    // While draining, every answer tells the client not to reuse the connection.
+    if (this.closing) res.shouldKeepAlive = false;
+    res.once('close', () => {
+      if (!res.writableFinished) ctx.abort.abort();
+    });
+    void runPipeline(ctx, httpSteps, (done) => {
+      this.inFlight--;
+      logAccess(done);
+    });
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const ctx = this.newContext(req, { kind: 'upgrade', socket, head });
+    socket.on('error', () => ctx.abort.abort());
+    socket.once('close', () => {
+      ctx.abort.abort();
+      this.upgradedSockets.delete(socket);
+    });
+    this.upgradedSockets.add(socket);
+    void runPipeline(ctx, upgradeSteps, logAccess);
+  }
+
+  /** Requests node's parser refused: answer with an envelope if the socket still can take one. */
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const code: ErrorCode =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'invalid_request';
+    const { status, headers, body } = envelopeResponse(new GatewayError(code), newRequestId());
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`;
+    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+    socket.end(`${head}connection: close\r\n\r\n${body}`);
+    this.getRuntime().log.debug({ code, parser_error: err.code }, 'refused a malformed request');
+  }
+
+  /** Drain, step 1: stop accepting; answers from now on close their connections. */
+  stopAccepting(): void {
+    this.closing = true;
+    this.http.close();
+    this.http.closeIdleConnections();
+  }
+
+  /** Drain, step 2: wait for requests in flight, up to `graceMs`. Resolves true when all finished. */
+  async waitForInFlight(graceMs: number): Promise<boolean> {
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      this.http.closeIdleConnections();
+    }
+    return this.inFlight === 0;
+  }
+
+  /** Drain, step 3: whatever is left is cut. */
+  closeAllConnections(): void {
+    this.http.closeAllConnections();
+    for (const socket of this.upgradedSockets) socket.destroy();
+  }
+}
+
+function logAccess(ctx: RequestContext): void {
+  const { log } = ctx.runtime;
+  if (!log.isLevelEnabled('info')) return;
+  log.info(
+    {
+      request_id: ctx.requestId,
+      route: ctx.route?.route.name,
+      method: ctx.req.method,
+      status: ctx.status,
+      code: ctx.error?.code,
+      duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
+      upstream: ctx.upstreamTarget,
+      consumer_id: ctx.consumer?.id,
+      tier: ctx.consumer?.tier,
+      client: ctx.clientAddress,
+    },
+    'request',
+  );
+}

@@ -1,0 +1,60 @@
+import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import type { Config } from '../../config/schema';
+
+export type RedisClient = Redis | Cluster;
+type RedisSettings = NonNullable<NonNullable<Config['store']['redis']>>;
+
+function hostPort(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  return { host: address.slice(0, at), port: Number(address.slice(at + 1)) };
+}
+
+/**
+ * One client for any topology. No offline queue and a bounded command timeout: ioredis' defaults
+ * would hold a request for over a minute while Redis is gone. Reconnects are retried about once a second.
+ */
+export function createRedisClient(settings: RedisSettings, timeoutMs: number): RedisClient {
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(timeoutMs, 1000),
+    maxRetriesPerRequest: 0,
+    enableAutoPipelining: true,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+  };
+  if (settings.password !== undefined) common.password = settings.password;
+  if (settings.cluster) {
+    return new Cluster(settings.cluster.nodes.map(hostPort), {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+      redisOptions: common,
+    });
+  }
+  if (settings.db !== undefined) common.db = settings.db;
+  if (settings.sentinel) {
+    return new Redis({
+      ...common,
+      name: settings.sentinel.name,
+      sentinels: settings.sentinel.sentinels.map(hostPort),
+      sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    });
+  }
+  return new Redis(settings.url as string, common);
+}
+
+/** Resolves once the client can take commands, or rejects after `waitMs`. */
+export function waitUntilReady(client: RedisClient, waitMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new Error(`Redis did not become ready within ${waitMs} ms`));
+    }, waitMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    client.once('ready', onReady);
+  });
+}

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { stringify } from 'yaml';
+
+// Starts real gateway processes (the built CLI, `npm test` builds first) on free ports.
+
+export const REPO_ROOT = path.resolve(__dirname, '../../..');
+export const CLI = path.join(REPO_ROOT, 'dist/cli.js');
+
+export interface TestGateway {
+  url: string;
+  port: number;
+  adminUrl: string;
+  adminPort: number;
+  process: ChildProcess;
+  pid: number;
+  /** Every stdout/stderr line so far (JSON log lines, mostly). */
+  output: string[];
+  /** Resolves with the exit code once the process is gone. */
+  exited: Promise<number | null>;
+  /** Sends a signal and waits for exit (SIGKILL after `waitMs`). */
+  stop(signal?: NodeJS.Signals, waitMs?: number): Promise<number | null>;
+}
+
+/** Writes `config` (a plain object in the YAML shape) to a temp file and returns its path. */
+export function writeConfig(config: unknown): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sluice-test-'));
+  const file = path.join(dir, 'gateway.yaml');
+  writeFileSync(file, typeof config === 'string' ? config : stringify(config));
+  return file;
+}
+
+/** A minimal valid config with ports 0 (free ports), fast drain, quiet logs; override what a test needs. */
+export function baseConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    lifecycle: { drain_delay: '0s', grace: '5s' },
+    log: { level: 'info' },
+    ...overrides,
+  };
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Starts `sluice serve --config FILE` and resolves once it logs the ports it listens on. */
+export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000): Promise<TestGateway> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  const output: string[] = [];
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    }),
+  );
+  createInterface({ input: child.stderr! }).on('line', (line) => output.push(line));
+
+  const ports = await new Promise<{ port: number; admin_port: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start within ${startTimeoutMs} ms:\n${output.join('\n')}`)), startTimeoutMs);
+    void exited.then((code) => reject(new Error(`gateway exited with ${code} before listening:\n${output.join('\n')}`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output.push(line);
+      if (!line.includes('sluice listening')) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as { port: number; admin_port: number });
+    });
+  });
+
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM', waitMs = 15_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), waitMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  };
+  return {
+    url: `http://127.0.0.1:${ports.port}`,
+    port: ports.port,
+    adminUrl: `http://127.0.0.1:${ports.admin_port}`,
+    adminPort: ports.admin_port,
+    process: child,
+    pid: child.pid!,
+    output,
+    exited,
+    stop,
+  };
+}
+
+export function removeConfig(file: string): void {
+  rmSync(path.dirname(file), { recursive: true, force: true });
+}

@@ -1,0 +1,263 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/loader';
+import type { Config } from '../../src/config/schema';
+
+const FIXTURES = join(__dirname, '../fixtures/config');
+const EXAMPLE = join(__dirname, '../../../config/gateway.example.yaml');
+
+const yamlFiles = (dir: string) =>
+  readdirSync(join(FIXTURES, dir))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort();
+
+/** Runs `fn`, expecting a ConfigError, and returns it. */
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConfigError, but the config was accepted');
+}
+
+const MINIMAL = `
+tiers:
+  free: { limits: [{ requests: 60, per: 1m }], scopes: [users:read] }
+upstreams:
+  users: { targets: [http://127.0.0.1:9001] }
+routes:
+  - { name: users, match: { path_prefix: /v1/users }, upstream: users }
+`;
+
+describe('good fixtures', () => {
+  test.each(yamlFiles('good'))('%s parses', (file) => {
+    const config = loadConfigFile(join(FIXTURES, 'good', file), {});
+    expect(config.routes.length).toBeGreaterThan(0);
+  });
+
+  test('the example config parses, with the demo admin token as default', () => {
+    const config = loadConfigFile(EXAMPLE, {});
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: 'change-me-admin-token' });
+    expect(config.store.redis).toBeUndefined();
+    expect(Object.keys(config.tiers)).toEqual(['free', 'pro']);
+    expect(config.tiers.free.limits).toEqual([
+      { requests: 60, per: 60_000 },
+      { requests: 1000, per: 86_400_000 },
+    ]);
+    expect(config.upstreams.demo).toEqual({ targets: ['http://127.0.0.1:9001'], timeout_ms: 5000, connections: 128 });
+    expect(config.routes.map((r) => [r.name, r.match.path_prefix, r.match.methods, r.upstream, r.scopes])).toEqual([
+      ['users', '/v1/users', ['GET', 'POST'], 'demo', ['users:read']],
+      ['echo', '/v1/echo', undefined, 'demo', ['echo:read']],
+      ['admin-only', '/v1/admin', undefined, 'demo', ['admin']],
+    ]);
+    expect(config.keys).toEqual([]);
+  });
+
+  test('the example takes the admin token from the environment when set', () => {
+    expect(loadConfigFile(EXAMPLE, { SLUICE_ADMIN_TOKEN: 'from-env-token' }).admin.token).toBe('from-env-token');
+  });
+
+  test('defaults are applied', () => {
+    const expected: Config = {
+      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384 },
+      admin: { host: '127.0.0.1', port: 9090 },
+      store: { timeout_ms: 100, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
+      failure_policy: 'fail_open_local',
+      trusted_proxies: [],
+      lifecycle: { drain_delay: 5000, grace: 30000 },
+      log: { level: 'info' },
+      tiers: { free: { limits: [], scopes: [] } },
+      upstreams: { app: { targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, connections: 128 } },
+      routes: [
+        {
+          name: 'all',
+          match: { path_prefix: '/' },
+          upstream: 'app',
+          scopes: [],
+          cost: 1,
+          max_body_bytes: 10 * 1024 * 1024,
+          strip_prefix: false,
+        },
+      ],
+      keys: [],
+    };
+    expect(loadConfigFile(join(FIXTURES, 'good/minimal.yaml'), {})).toEqual(expected);
+  });
+
+  test('values are normalised: durations and sizes in ms and bytes, methods upper-cased, origins and prefixes trimmed', () => {
+    const config = loadConfigFile(join(FIXTURES, 'good/full.yaml'), {});
+    expect(config.listen.max_header_bytes).toBe(32 * 1024);
+    expect(config.store).toEqual({
+      redis: { url: 'redis://127.0.0.1:6379/2', key_prefix: 'test:' },
+      timeout_ms: 1000,
+      replicas_hint: 3,
+      cache: { ttl: 2000, max_entries: 500 },
+    });
+    expect(config.lifecycle).toEqual({ drain_delay: 0, grace: 10_000 });
+    expect(config.upstreams.users.targets).toEqual(['http://127.0.0.1:9001', 'https://users.internal:8443']);
+    expect(config.routes[0]).toEqual({
+      name: 'users',
+      match: { path_prefix: '/v1/users', methods: ['GET', 'POST'] },
+      upstream: 'users',
+      scopes: ['users:read'],
+      cost: 2,
+      timeout_ms: 2000,
+      max_body_bytes: 1024 * 1024,
+      strip_prefix: true,
+    });
+    expect(config.keys[0]).toEqual({ name: 'demo', tier: 'free', key: 'sk_test_0123456789abcdef', scopes: ['users:read'] });
+  });
+
+  test('sentinel and cluster blocks are kept as written', () => {
+    expect(loadConfigFile(join(FIXTURES, 'good/sentinel.yaml'), {}).store.redis).toEqual({
+      sentinel: { name: 'mymaster', sentinels: ['127.0.0.1:26379', '127.0.0.1:26380', '[::1]:26381'] },
+      password: 's3cret',
+      db: 1,
+      key_prefix: 'sluice:',
+    });
+    expect(loadConfigFile(join(FIXTURES, 'good/cluster.yaml'), {}).store.redis?.cluster?.nodes).toHaveLength(3);
+  });
+
+  test('the result is deeply frozen', () => {
+    const config = parseConfig(MINIMAL, {});
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.tiers.free.limits[0])).toBe(true);
+    expect(Object.isFrozen(config.routes[0].match)).toBe(true);
+    expect(() => {
+      (config.listen as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      config.routes.push(config.routes[0]);
+    }).toThrow(TypeError);
+  });
+});
+
+describe('bad fixtures: one file per failure kind, each expecting exact problem lines', () => {
+  test.each(yamlFiles('bad'))('%s', (file) => {
+    const path = join(FIXTURES, 'bad', file);
+    const expected = readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('# expect: '))
+      .map((line) => line.slice('# expect: '.length));
+    expect(expected.length).toBeGreaterThan(0);
+
+    const error = configError(() => loadConfigFile(path, {}));
+    expect(error.problems).toEqual(expected);
+    expect(error.message).toBe(`${path}:\n${expected.join('\n')}`);
+  });
+});
+
+describe('loading', () => {
+  test('a missing file is a ConfigError naming the file', () => {
+    const error = configError(() => loadConfigFile('/nonexistent/sluice.yaml', {}));
+    expect(error.problems).toEqual(['<root>: file not found']);
+    expect(error.message).toBe('/nonexistent/sluice.yaml:\n<root>: file not found');
+    expect(error.file).toBe('/nonexistent/sluice.yaml');
+  });
+
+  test('without a file the message is just the problems', () => {
+    const error = configError(() => parseConfig('listen: { prot: 1 }\nlog: { level: loud }\n' + MINIMAL, {}));
+    expect(error.message).toBe(
+      'listen.prot: unknown key\nlog.level: expected one of fatal, error, warn, info, debug, trace, silent',
+    );
+    expect(error.name).toBe('ConfigError');
+    expect(error).toBeInstanceOf(Error);
+  });
+});
+
+describe('environment interpolation', () => {
+  test('${VAR} and ${VAR:-default} inside string values', () => {
+    const config = parseConfig(`admin:\n  token: \${TOKEN}\n  host: \${HOST:-127.0.0.2}\n${MINIMAL}`, { TOKEN: 'tok-123' });
+    expect(config.admin.token).toBe('tok-123');
+    expect(config.admin.host).toBe('127.0.0.2');
+  });
+
+  test('the default also covers an empty variable, as in the shell', () => {
+    expect(parseConfig(`admin:\n  host: \${HOST:-127.0.0.2}\n${MINIMAL}`, { HOST: '' }).admin.host).toBe('127.0.0.2');
+  });
+
+  test('references are replaced within a longer string', () => {
+    const config = parseConfig(`store:\n  redis:\n    url: redis://\${REDIS_HOST}:\${REDIS_PORT:-6379}/0\n${MINIMAL}`, {
+      REDIS_HOST: 'redis.internal',
+    });
+    expect(config.store.redis?.url).toBe('redis://redis.internal:6379/0');
+  });
+
+  test('$${ is a literal ${', () => {
+    const config = parseConfig(`${MINIMAL}keys:\n  - { name: "a $\${B} $\${C:-d}", tier: free }\n`, { B: 'x' });
+    expect(config.keys[0].name).toBe('a ${B} ${C:-d}');
+  });
+
+  test('numbers and booleans may come from the environment as strings', () => {
+    const yaml = `listen: { port: "\${PORT}" }\nstore: { timeout_ms: "\${TIMEOUT}" }\n${MINIMAL}`.replace(
+      'upstream: users }',
+      'upstream: users, cost: "${COST}", strip_prefix: "${STRIP}", max_body_bytes: "${BODY}" }',
+    );
+    const config = parseConfig(yaml, { PORT: '8081', TIMEOUT: '1000', COST: '3', STRIP: 'true', BODY: '1MB' });
+    expect(config.listen.port).toBe(8081);
+    expect(config.store.timeout_ms).toBe(1000);
+    expect(config.routes[0]).toMatchObject({ cost: 3, strip_prefix: true, max_body_bytes: 1024 * 1024 });
+  });
+
+  test('an environment value cannot inject YAML', () => {
+    const config = parseConfig(`admin:\n  token: \${TOKEN}\n${MINIMAL}`, { TOKEN: 'x\nlisten: { port: 1 }\n' });
+    expect(config.admin.token).toBe('x\nlisten: { port: 1 }\n');
+    expect(config.listen.port).toBe(8080);
+  });
+
+  test('map keys are not interpolated', () => {
+    const error = configError(() => parseConfig(`listen:\n  \${KEY}: 1\n${MINIMAL}`, { KEY: 'port' }));
+    expect(error.problems).toEqual(['listen["${KEY}"]: unknown key']);
+  });
+
+  test('every missing variable is reported, together with the other problems', () => {
+    const error = configError(() =>
+      parseConfig(`listen: { port: "\${PORT}", host: "\${HOST}" }\nlog: { level: loud }\n${MINIMAL}`, {}),
+    );
+    expect(error.problems).toEqual([
+      'listen.port: environment variable PORT is not set',
+      'listen.host: environment variable HOST is not set',
+      'log.level: expected one of fatal, error, warn, info, debug, trace, silent',
+    ]);
+  });
+
+  describe('a secret from the environment never appears in an error message', () => {
+    const SECRET = 'sk_live_Sup3rS3cretValue_42';
+    const cases: [string, string, string][] = [
+      ['an unknown upstream', MINIMAL.replace('upstream: users }', 'upstream: "${S}" }'), 'routes[0].upstream: unknown upstream "${S}"'],
+      ['an unknown tier', `${MINIMAL}keys: [{ name: k, tier: "\${S}" }]\n`, 'keys[0].tier: unknown tier "${S}"'],
+      [
+        'a scope outside the tier',
+        `${MINIMAL}keys: [{ name: k, tier: free, scopes: ["x:\${S}"] }]\n`,
+        'keys[0].scopes[0]: scope "x:${S}" is not allowed by tier "free"',
+      ],
+      ['a bad redis url', `store: { redis: { url: "\${S}" } }\n${MINIMAL}`, 'store.redis.url: expected a redis:// or rediss:// URL'],
+      ['a bad port', `listen: { port: "\${S}" }\n${MINIMAL}`, 'listen.port: expected an integer from 0 to 65535'],
+      ['a bad seed key', `${MINIMAL}keys: [{ name: k, tier: free, key: "\${S}!" }]\n`, 'keys[0].key: expected at least 16 characters of A-Z, a-z, 0-9, _ and -'],
+      [
+        'a duplicated seed key',
+        `${MINIMAL}keys: [{ name: a, tier: free, key: "\${S}" }, { name: b, tier: free, key: "\${S}" }]\n`,
+        'keys[1].key: same key as keys[0]',
+      ],
+    ];
+    test.each(cases)('%s', (_what, yaml, expected) => {
+      const error = configError(() => parseConfig(yaml, { S: SECRET }));
+      expect(error.problems).toEqual([expected]);
+      expect(error.message).not.toContain(SECRET);
+      expect(error.message).not.toContain('Sup3r');
+    });
+  });
+});
+
+describe('YAML details', () => {
+  test('a leading --- document marker is fine', () => {
+    expect(parseConfig(`---\n${MINIMAL}`, {}).routes).toHaveLength(1);
+  });
+
+  test('a __proto__ key is an unknown key, not a prototype', () => {
+    const error = configError(() => parseConfig(`listen:\n  __proto__: { port: 1 }\n${MINIMAL}`, {}));
+    expect(error.problems).toEqual(['listen.__proto__: unknown key']);
+  });
+});

@@ -1,0 +1,38 @@
+import { RouteTable, upstreamPath } from '../../src/routing/route-table';
+import type { Route } from '../../src/config/schema';
+
+function route(name: string, path_prefix: string, methods?: string[], strip_prefix = false): Route {
+  return { name, match: { path_prefix, methods }, upstream: 'u', scopes: [], cost: 1, max_body_bytes: 10, strip_prefix } as Route;
+}
+
+describe('RouteTable', () => {
+  const table = new RouteTable([
+    route('root', '/'),
+    route('users', '/v1/users', ['GET', 'POST']),
+    route('user-admin', '/v1/users/admin', ['DELETE']),
+    route('strip', '/svc', undefined, true),
+  ]);
+
+  it('picks the longest matching prefix, on whole segments only', () => {
+    expect(table.match('GET', '/v1/users')?.route.name).toBe('users');
+    expect(table.match('GET', '/v1/users/42')?.route.name).toBe('users');
+    expect(table.match('GET', '/v1/usersX')?.route.name).toBe('root');
+    expect(table.match('DELETE', '/v1/users/admin/7')?.route.name).toBe('user-admin');
+  });
+  it('falls through to a shorter prefix when the method does not match', () => {
+    expect(table.match('GET', '/v1/users/admin')?.route.name).toBe('users');
+    expect(table.match('PUT', '/v1/users')?.route.name).toBe('root');
+  });
+  it('serves HEAD where GET is allowed', () => {
+    expect(table.match('HEAD', '/v1/users')?.route.name).toBe('users');
+  });
+  it('returns nothing when no route matches', () => {
+    expect(new RouteTable([route('users', '/v1/users', ['GET'])]).match('GET', '/v2')).toBeUndefined();
+  });
+  it('strips the prefix only when asked', () => {
+    const strip = table.match('GET', '/svc/a/b')!;
+    expect(upstreamPath(strip, '/svc/a/b')).toBe('/a/b');
+    expect(upstreamPath(strip, '/svc')).toBe('/');
+    expect(upstreamPath(table.match('GET', '/v1/users/1')!, '/v1/users/1')).toBe('/v1/users/1');
+  });
+});
