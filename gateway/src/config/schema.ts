@@ -232,10 +232,11 @@ const routeSchema = z.strictObject({
 const seedKeySchema = z.strictObject({
   name: nonEmpty,
   tier: z.string(),
+  // Required: a seed exists so a known key works on every start (and on every replica).
+  // A generated one could never be shown without writing a secret to the log.
   key: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{16,}$/, { error: 'expected at least 16 characters of A-Z, a-z, 0-9, _ and -' })
-    .optional(),
+    .string({ error: 'required: the plaintext key to seed (sluice keys create generates keys in Redis)' })
+    .regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -' }),
   scopes: z.array(scope).optional(),
 });
 

@@ -186,7 +186,7 @@ describe('environment interpolation', () => {
   });
 
   test('$${ is a literal ${', () => {
-    const config = parseConfig(`${MINIMAL}keys:\n  - { name: "a $\${B} $\${C:-d}", tier: free }\n`, { B: 'x' });
+    const config = parseConfig(`${MINIMAL}keys:\n  - { name: "a $\${B} $\${C:-d}", tier: free, key: sk_test_0123456789abcdef }\n`, { B: 'x' });
     expect(config.keys[0].name).toBe('a ${B} ${C:-d}');
   });
 
@@ -227,15 +227,15 @@ describe('environment interpolation', () => {
     const SECRET = 'sk_live_Sup3rS3cretValue_42';
     const cases: [string, string, string][] = [
       ['an unknown upstream', MINIMAL.replace('upstream: users }', 'upstream: "${S}" }'), 'routes[0].upstream: unknown upstream "${S}"'],
-      ['an unknown tier', `${MINIMAL}keys: [{ name: k, tier: "\${S}" }]\n`, 'keys[0].tier: unknown tier "${S}"'],
+      ['an unknown tier', `${MINIMAL}keys: [{ name: k, tier: "\${S}", key: sk_test_0123456789abcdef }]\n`, 'keys[0].tier: unknown tier "${S}"'],
       [
         'a scope outside the tier',
-        `${MINIMAL}keys: [{ name: k, tier: free, scopes: ["x:\${S}"] }]\n`,
+        `${MINIMAL}keys: [{ name: k, tier: free, key: sk_test_0123456789abcdef, scopes: ["x:\${S}"] }]\n`,
         'keys[0].scopes[0]: scope "x:${S}" is not allowed by tier "free"',
       ],
       ['a bad redis url', `store: { redis: { url: "\${S}" } }\n${MINIMAL}`, 'store.redis.url: expected a redis:// or rediss:// URL'],
       ['a bad port', `listen: { port: "\${S}" }\n${MINIMAL}`, 'listen.port: expected an integer from 0 to 65535'],
-      ['a bad seed key', `${MINIMAL}keys: [{ name: k, tier: free, key: "\${S}!" }]\n`, 'keys[0].key: expected at least 16 characters of A-Z, a-z, 0-9, _ and -'],
+      ['a bad seed key', `${MINIMAL}keys: [{ name: k, tier: free, key: "\${S}!" }]\n`, 'keys[0].key: expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -'],
       [
         'a duplicated seed key',
         `${MINIMAL}keys: [{ name: a, tier: free, key: "\${S}" }, { name: b, tier: free, key: "\${S}" }]\n`,
