@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
 import type { Config } from './config/schema';
 import { createLogger } from './log';
-import { trustedProxyList } from './proxy/client-address';
+import { TrustedProxies } from './proxy/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
@@ -27,7 +27,7 @@ function buildRuntime(config: Config, store: KeyStore, log: Logger): Runtime {
     routes: new RouteTable(config.routes),
     upstreams: new Upstreams(config.upstreams),
     keys: new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries }),
-    trustedProxies: trustedProxyList(config.trusted_proxies),
+    trustedProxies: new TrustedProxies(config.trusted_proxies),
     log,
   };
 }

@@ -1,7 +1,7 @@
-import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema';
 import type { RouteTable } from './routing/route-table';
+import type { TrustedProxies } from './proxy/client-address';
 import type { Upstreams } from './proxy/upstreams';
 import type { KeyCache } from './store/key-cache';
 
@@ -11,6 +11,6 @@ export interface Runtime {
   readonly routes: RouteTable;
   readonly upstreams: Upstreams;
   readonly keys: KeyCache;
-  readonly trustedProxies: BlockList;
+  readonly trustedProxies: TrustedProxies;
   readonly log: Logger;
 }

@@ -12,6 +12,9 @@ import { proxy } from './proxy';
 import { proxyUpgrade } from './proxy-upgrade';
 import { respondError } from './respond-error';
 
+/** Logged (never sent) when the client left before its answer: nginx's convention. */
+const CLIENT_CLOSED_REQUEST = 499;
+
 /** The request path, top to bottom. Any step may end the request by throwing a GatewayError. */
 export const httpSteps: readonly Step[] = [requestId, client, route, bodyLimit, identify, authenticate, authorize, rateLimit, proxy];
 
@@ -23,6 +26,11 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
   try {
     for (const step of steps) await step(ctx);
   } catch (thrown) {
+    if (ctx.abort.signal.aborted) {
+      // The client went away, which is why the step failed: there is nobody left to answer.
+      ctx.status = CLIENT_CLOSED_REQUEST;
+      return;
+    }
     const err = asGatewayError(thrown, ctx.requestId);
     ctx.error = err;
     if (err.code === 'internal_error') {

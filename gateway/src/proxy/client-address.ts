@@ -1,15 +1,26 @@
 import { BlockList, isIP } from 'node:net';
 
-/** The configured trusted proxies (addresses or CIDRs) as a BlockList, built once per config. */
-export function trustedProxyList(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const entry of entries) {
-    const [address, bits] = entry.split('/');
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(bits), family);
+/** The configured trusted proxies (addresses or CIDRs), built once per config. */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  private readonly none: boolean;
+
+  constructor(entries: readonly string[]) {
+    this.none = entries.length === 0;
+    for (const entry of entries) {
+      const [address, bits] = entry.split('/');
+      const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.list.addAddress(address, family);
+      else this.list.addSubnet(address, Number(bits), family);
+    }
   }
-  return list;
+
+  /** Whether `address` (already plain, see plainAddress) is a trusted proxy. */
+  has(address: string): boolean {
+    if (this.none) return false; // the common case costs nothing (BlockList.check allocates)
+    const family = isIP(address);
+    return family !== 0 && this.list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  }
 }
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) is just `10.0.0.1`. */
@@ -17,27 +28,17 @@ export function plainAddress(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
-function isTrusted(list: BlockList, address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return false;
-  return list.check(address, family === 6 ? 'ipv6' : 'ipv4');
-}
-
 /**
  * The real client: the socket peer, unless the peer is a trusted proxy; then the right-most
  * X-Forwarded-For entry that is not itself trusted (entries left of it could be forged by the client).
  */
-export function resolveClientAddress(peer: string, forwardedFor: string | undefined, trusted: BlockList): string {
+export function resolveClientAddress(peer: string, forwardedFor: string | undefined, trusted: TrustedProxies): string {
   const peerAddress = plainAddress(peer);
-  if (!forwardedFor || !isTrusted(trusted, peerAddress)) return peerAddress;
+  if (!forwardedFor || !trusted.has(peerAddress)) return peerAddress;
   const hops = forwardedFor.split(',').map((hop) => plainAddress(hop.trim()));
   for (let i = hops.length - 1; i >= 0; i--) {
     if (isIP(hops[i]) === 0) return peerAddress; // a garbled chain proves nothing; fall back to what we saw
-    if (!isTrusted(trusted, hops[i])) return hops[i];
+    if (!trusted.has(hops[i])) return hops[i];
   }
   return hops[0] ?? peerAddress;
-}
-
-export function peerIsTrusted(peer: string, trusted: BlockList): boolean {
-  return isTrusted(trusted, plainAddress(peer));
 }

@@ -254,6 +254,18 @@ describe('envelopes', () => {
     expect((await send(`${gateway.url}/v1/users/ok`, { headers: withKey(FREE_KEY) })).status).toBe(200);
   });
 
+  it('a client that hangs up mid-request is no error: nothing logged as unexpected, upstream request abandoned', async () => {
+    const controller = new AbortController();
+    const pending = send(`${gateway.url}/v1/users/slow?ms=1500`, { headers: withKey(FREE_KEY), signal: controller.signal }).catch((e) => e);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    controller.abort();
+    expect((await pending).name).toBe('AbortError');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(gateway.output.filter((line) => line.includes('unexpected error'))).toEqual([]);
+    const logged = gateway.output.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'request' && entry.status === 499);
+    expect(logged).toBeDefined();
+  });
+
   it('504 gateway_timeout when the upstream does not answer within timeout_ms; a route may allow longer', async () => {
     const started = Date.now();
     expectEnvelope(await send(`${gateway.url}/slow/slow?ms=2000`, { headers: withKey(PRO_KEY) }), 504, 'gateway_timeout');

@@ -134,6 +134,25 @@ describe('when Redis is in trouble', () => {
     expect((await get(uncached.key)).status).toBe(200);
   });
 
+  it('killed Redis: a cached key is still served, an uncached one gets a fast 503; restarted empty, the marker is missing', async () => {
+    const cached = await createKey();
+    const uncached = await createKey();
+    expect((await get(cached.key)).status).toBe(200);
+    await redis.kill();
+    expect((await get(cached.key)).status).toBe(200);
+    const started = Date.now();
+    expectEnvelope(await get(uncached.key), 503, 'service_unavailable');
+    expect(Date.now() - started).toBeLessThan(1000); // no offline queue: no waiting for a reconnect
+    await sleep(1500);
+    expect(expectEnvelope(await send(`${gateway.adminUrl}/readyz`), 503, 'service_unavailable').details).toEqual({ reason: 'unreachable' });
+
+    await redis.restart(); // empty: nothing was persisted
+    await sleep(2500); // reconnect (≤ 1 s back-off) + a health check
+    expect(expectEnvelope(await send(`${gateway.adminUrl}/readyz`), 503, 'service_unavailable').details).toEqual({ reason: 'marker_missing' });
+    expectEnvelope(await get(uncached.key), 503, 'service_unavailable'); // not a false 401
+    expect((await get(cached.key)).status).toBe(200);
+  });
+
   it('Redis restarted empty: uncached keys get 503, /readyz fails with marker_missing, until the store is restored', async () => {
     const known = await createKey();
     expect((await send(`${gateway.url}/v1/users/ok`, { headers: { 'x-api-key': known.key } })).status).toBe(200);

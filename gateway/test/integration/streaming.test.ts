@@ -92,9 +92,9 @@ it('streams 50 MB to the upstream and back without buffering: memory does not gr
   await (await request(`${gateway.url}/bulk/echo`, { method: 'POST', body: 'warm', headers: { 'x-api-key': KEY }, dispatcher: agent })).body.text();
   const growth50 = await echoThrough(50 * MB);
   // Garbage from streamed chunks is collected in batches, so a fixed few tens of MB show up either
-  // way; buffering would add the body itself. Five times the body must not cost five times the memory.
+  // way; buffering would add the body itself. After 600 MB moved in all (50 + 250 MB each way),
+  // the peak must still be within 100 MB of where it started — less than the larger body alone.
   const growth250 = await echoThrough(250 * MB);
-  expect(growth50).toBeLessThan(50);
   expect(growth50 + growth250).toBeLessThan(100);
 });
 

@@ -14,13 +14,14 @@ export interface SimpleResponse {
 /** One request through undici (paths are sent exactly as given). */
 export async function send(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer; dispatcher?: Agent } = {},
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer; dispatcher?: Agent; signal?: AbortSignal } = {},
 ): Promise<SimpleResponse> {
   const res = await undiciRequest(url, {
     method: (options.method ?? 'GET') as 'GET',
     headers: options.headers,
     body: options.body,
     dispatcher: options.dispatcher ?? agent,
+    signal: options.signal,
   });
   const text = await res.body.text();
   let json: unknown;

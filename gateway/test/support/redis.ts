@@ -7,7 +7,8 @@
  * The shared Redis on 127.0.0.1:6379 is never used unless SLUICE_TEST_REDIS_URL points there.
  *
  * RedisServer (one owned redis-server process, extra arguments allowed) is the building block
- * for the later startRedisCluster() / startSentinelGroup() helpers.
+ * for startRedisCluster() (3 masters, optionally a replica each) and startSentinelGroup()
+ * (master, replica, 3 sentinels): they always run local processes, never the external instance or Docker.
  */
 import { ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -54,13 +55,20 @@ export async function startRedis(opts: { destructive?: boolean } = {}): Promise<
   throw new Error(INSTALL_HINT);
 }
 
-/** Runs the installed redis-cli against 127.0.0.1:port; resolves with its stdout (trailing newline trimmed). */
+/**
+ * Runs the installed redis-cli against 127.0.0.1:port; resolves with its stdout (trailing newline trimmed).
+ * An error reply is not a failure for redis-cli: it is in stdout ("ERR ...").
+ */
 export function redisCli(port: number, ...args: string[]): Promise<string> {
+  // Bounded: a paused server would otherwise hang the test.
+  return runRedisCli(['-h', '127.0.0.1', '-p', String(port), ...args], 10_000);
+}
+
+function runRedisCli(args: string[], timeoutMs: number): Promise<string> {
   const bin = findBinary('redis-cli') ?? 'redis-cli';
   return new Promise((resolve, reject) => {
-    // Bounded: a paused server would otherwise hang the test.
-    execFile(bin, ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`redis-cli ${args.join(' ')} failed: ${err.message} ${stderr}`.trim()));
+    execFile(bin, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli ${args.join(' ')} failed: ${err.message} ${stdout}${stderr}`.trim()));
       else resolve(stdout.replace(/\r?\n$/, ''));
     });
   });
@@ -97,6 +105,16 @@ const READY_TIMEOUT_MS = 10_000;
 
 class AddressInUseError extends Error {}
 
+/** What one redis-server needs beyond the defaults. */
+interface ServerSetup {
+  /** Passed first, as redis-server's config file (sentinel rewrites it, so it must be a file of its own). */
+  configFile?: string;
+  args?: string[];
+}
+
+/** Called for each start attempt, which gets a fresh port and dir (so a setup may pick fresh extra ports too). */
+type SetupFn = (port: number, dir: string) => ServerSetup | Promise<ServerSetup>;
+
 class RedisServer implements TestRedis {
   readonly owned = true;
   readonly host = '127.0.0.1';
@@ -109,7 +127,7 @@ class RedisServer implements TestRedis {
     /** temp dir: redis cwd (--dir), pid file and log; its name carries our pid so leftovers can be swept */
     readonly dir: string,
     private readonly bin: string,
-    private readonly extraArgs: string[],
+    private readonly setup: ServerSetup,
   ) {}
 
   get url(): string {
@@ -121,13 +139,14 @@ class RedisServer implements TestRedis {
   }
 
   /** Starts redis-server on a free port, retrying with a new port when the port was taken meanwhile. */
-  static async start(bin: string, extraArgs: string[] = []): Promise<RedisServer> {
+  static async start(bin: string, setup: SetupFn = () => ({})): Promise<RedisServer> {
     sweepLeftovers();
     let lastError: unknown;
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}${process.pid}-`));
-      const server = new RedisServer(await freePort(), dir, bin, extraArgs);
       try {
+        const port = await freePort();
+        const server = new RedisServer(port, dir, bin, await setup(port, dir));
         await server.launch();
         return server;
       } catch (err) {
@@ -181,10 +200,11 @@ class RedisServer implements TestRedis {
     this.stderr = '';
     // prettier-ignore
     const args = [
+      ...(this.setup.configFile ? [this.setup.configFile] : []),
       '--port', String(this.port), '--bind', '127.0.0.1', '--protected-mode', 'no',
       '--save', '', '--appendonly', 'no', '--dir', this.dir,
       '--pidfile', path.join(this.dir, 'redis.pid'), '--logfile', logFile, '--daemonize', 'no',
-      ...this.extraArgs,
+      ...(this.setup.args ?? []),
     ];
     // setpriv --pdeathsig KILL (util-linux): the kernel kills redis-server when this process dies,
     // even by SIGKILL. setpriv execs redis-server, so the pid stays the same.
@@ -345,6 +365,401 @@ class ContainerRedis implements TestRedis {
   private running(): StartedRedisContainer {
     if (!this.container) throw new Error(`Redis container on port ${this.port} is not running`);
     return this.container;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Redis Cluster: 3 masters, optionally one replica each
+
+export interface RedisAddress {
+  host: string;
+  port: number;
+}
+
+export interface TestRedisCluster {
+  /** the 3 masters as of start (startup nodes for an ioredis Cluster); a killed one stays listed */
+  nodes: RedisAddress[];
+  /** replicas[i] replicates nodes[i]; empty without withReplicas */
+  replicas: RedisAddress[];
+  /**
+   * SIGKILL master `index` and wait until its replica has been promoted: every live node reports
+   * cluster_state:ok and agrees that live masters serve all 16384 slots (bounded, throws on timeout).
+   * Requires withReplicas.
+   */
+  killMaster(index: number): Promise<void>;
+  /** kill every process and remove the temp dirs; idempotent */
+  stop(): Promise<void>;
+}
+
+const CLUSTER_SLOTS = 16384;
+const TOPOLOGY_TIMEOUT_MS = 30_000;
+const POLL_MS = 100;
+// By default a master waits 5 s (repl-diskless-sync-delay) for more replicas before it starts a full sync.
+const FAST_REPLICATION = ['--repl-diskless-sync-delay', '0'];
+
+export async function startRedisCluster(opts: { withReplicas?: boolean } = {}): Promise<TestRedisCluster> {
+  const bin = requireBinaries('startRedisCluster');
+  const withReplicas = opts.withReplicas ?? false;
+  const servers = await startServers(withReplicas ? 6 : 3, () => RedisServer.start(bin, clusterNodeSetup));
+  try {
+    return await LocalRedisCluster.create(servers, withReplicas);
+  } catch (err) {
+    await Promise.all(servers.map((server) => server.stop()));
+    throw err;
+  }
+}
+
+async function clusterNodeSetup(port: number, dir: string): Promise<ServerSetup> {
+  // The default bus port is port + 10000, which may be taken or above 65535: pick one.
+  let busPort = await freePort();
+  while (busPort === port) busPort = await freePort();
+  // prettier-ignore
+  return {
+    args: [
+      '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'),
+      '--cluster-port', String(busPort), '--cluster-node-timeout', '1000',
+      // Always let a replica take over; by default it refuses once its link has been down for 10 node timeouts.
+      '--cluster-replica-validity-factor', '0',
+      ...FAST_REPLICATION,
+    ],
+  };
+}
+
+class LocalRedisCluster implements TestRedisCluster {
+  readonly nodes: RedisAddress[];
+  readonly replicas: RedisAddress[];
+
+  private constructor(
+    private readonly servers: RedisServer[],
+    private readonly masters: RedisServer[],
+    replicas: RedisServer[],
+  ) {
+    this.nodes = masters.map(addressOf);
+    this.replicas = replicas.map(addressOf);
+  }
+
+  static async create(servers: RedisServer[], withReplicas: boolean): Promise<LocalRedisCluster> {
+    // prettier-ignore
+    await runRedisCli([
+      '--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`),
+      ...(withReplicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes',
+    ], TOPOLOGY_TIMEOUT_MS);
+    await waitFor('the cluster to form', TOPOLOGY_TIMEOUT_MS, () => clusterProblem(servers, servers.length));
+
+    // redis-cli chose which nodes replicate which: read it back, so that replicas[i] belongs to nodes[i].
+    const view = parseClusterNodes(await redisCli(servers[0].port, 'CLUSTER', 'NODES'));
+    const masterOf = (server: RedisServer) => view.find((n) => n.port === server.port)!.master;
+    const masters = servers.filter((s) => masterOf(s) === undefined);
+    const replicas = masters.flatMap((m) => servers.filter((s) => masterOf(s) === m.port));
+    return new LocalRedisCluster(servers, masters, replicas);
+  }
+
+  async killMaster(index: number): Promise<void> {
+    if (this.replicas.length === 0) throw new Error('killMaster() needs startRedisCluster({ withReplicas: true })');
+    const victim = this.masters[index];
+    if (!victim) throw new Error(`killMaster(${index}): there are ${this.masters.length} masters`);
+    if (victim.pid === undefined) throw new Error(`killMaster(${index}): master on port ${victim.port} is not running`);
+    await victim.kill();
+    const live = this.servers.filter((s) => s.pid !== undefined);
+    // The dead node stays known (flagged fail), hence servers.length.
+    await waitFor(`a replica to take over from ${victim.port}`, TOPOLOGY_TIMEOUT_MS, () =>
+      clusterProblem(live, this.servers.length),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((server) => server.stop()));
+  }
+}
+
+interface ClusterNodeLine {
+  port: number;
+  flags: string[];
+  /** port of its master, for a replica */
+  master: number | undefined;
+  slots: number;
+}
+
+/** Parses CLUSTER NODES: `<id> <ip:port@bus> <flags> <master-id|-> <ping> <pong> <epoch> <link> <slot ranges...>` */
+function parseClusterNodes(text: string): ClusterNodeLine[] {
+  const rows = text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => line.trim().split(' '));
+  const portById = new Map(rows.map((r) => [r[0], Number(/:(\d+)@/.exec(r[1])![1])]));
+  return rows.map((r) => ({
+    port: portById.get(r[0])!,
+    flags: r[2].split(','),
+    master: r[3] === '-' ? undefined : portById.get(r[3]),
+    slots: r
+      .slice(8)
+      .filter((range) => !range.startsWith('[')) // [slot->-id]: a migration in progress, not an owned slot
+      .reduce((sum, range) => {
+        const [from, to = from] = range.split('-').map(Number);
+        return sum + to - from + 1;
+      }, 0),
+  }));
+}
+
+const UNHEALTHY_FLAGS = ['fail', 'fail?', 'handshake', 'noaddr'];
+
+/**
+ * undefined when every live node reports cluster_state:ok, knows `known` nodes, sees the live ones healthy,
+ * agrees with the others on who replicates whom and who serves how many slots, live masters serve all
+ * slots, and replicas have a working link to their master; otherwise what is still missing.
+ */
+async function clusterProblem(live: RedisServer[], known: number): Promise<string | undefined> {
+  const livePorts = new Set(live.map((s) => s.port));
+  const views = await Promise.all(
+    live.map(async (server) => {
+      const [info, nodes] = await Promise.all([
+        redisCli(server.port, 'CLUSTER', 'INFO'),
+        redisCli(server.port, 'CLUSTER', 'NODES').then(parseClusterNodes),
+      ]);
+      const me = `node ${server.port}`;
+      if (!info.includes('cluster_state:ok')) return { problem: `${me}: cluster_state is not ok` };
+      if (nodes.length !== known) return { problem: `${me} knows ${nodes.length} of ${known} nodes` };
+      const liveNodes = nodes.filter((n) => livePorts.has(n.port));
+      const unhealthy = liveNodes.find((n) => n.flags.some((f) => UNHEALTHY_FLAGS.includes(f)));
+      if (unhealthy) return { problem: `${me} sees ${unhealthy.port} as ${unhealthy.flags.join(',')}` };
+      const served = liveNodes.filter((n) => n.master === undefined).reduce((sum, n) => sum + n.slots, 0);
+      if (served !== CLUSTER_SLOTS) return { problem: `${me}: live masters serve ${served} of ${CLUSTER_SLOTS} slots` };
+      const myself = nodes.find((n) => n.flags.includes('myself'))!;
+      if (myself.master !== undefined) {
+        const replication = await redisCli(server.port, 'INFO', 'replication');
+        if (!replication.includes('master_link_status:up')) return { problem: `${me}: link to its master is not up` };
+      }
+      const signature = liveNodes
+        .map((n) => `${n.port}:${n.master ?? 'master'}:${n.slots}`)
+        .sort()
+        .join(' ');
+      return { signature };
+    }),
+  );
+  const problem = views.find((v) => v.problem)?.problem;
+  if (problem) return problem;
+  const signatures = new Set(views.map((v) => v.signature));
+  if (signatures.size > 1) return `nodes disagree on the topology: ${[...signatures].join(' | ')}`;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Sentinel: one master, one replica, three sentinels
+
+export interface TestSentinelGroup {
+  masterName: string;
+  sentinels: RedisAddress[];
+  /** the master as of start */
+  master: RedisAddress;
+  /** the replica as of start */
+  replica: RedisAddress;
+  /**
+   * SENTINEL FAILOVER, then wait until every sentinel reports the promoted server as master (bounded);
+   * resolves with it. The first call promotes `replica`, the next one `master` again, and so on.
+   * The sentinels demote the old master only ~10-20 s later: until then it still accepts writes from
+   * clients that stay connected to it (ioredis: use failoverDetector), and a second failover() first
+   * waits for that demotion.
+   */
+  failover(): Promise<RedisAddress>;
+  /** the master the sentinels report now (the first sentinel that answers) */
+  currentMaster(): Promise<RedisAddress>;
+  /** kill every process and remove the temp dirs; idempotent */
+  stop(): Promise<void>;
+}
+
+const SENTINEL_MASTER_NAME = 'sluice-test';
+// Sentinels reconfigure a returning old master after 8 s, polling replicas every 10 s.
+const DEMOTION_TIMEOUT_MS = 40_000;
+
+export async function startSentinelGroup(): Promise<TestSentinelGroup> {
+  const bin = requireBinaries('startSentinelGroup');
+  const started: RedisServer[] = [];
+  try {
+    const master = await RedisServer.start(bin, () => ({ args: FAST_REPLICATION }));
+    started.push(master);
+    const replicaof = ['--replicaof', '127.0.0.1', String(master.port)];
+    const replica = await RedisServer.start(bin, () => ({ args: [...replicaof, ...FAST_REPLICATION] }));
+    started.push(replica);
+    // Sentinels find replicas in the master's INFO: let the replica attach before they start.
+    await waitFor('the replica to sync', TOPOLOGY_TIMEOUT_MS, async () =>
+      (await redisCli(replica.port, 'INFO', 'replication')).includes('master_link_status:up')
+        ? undefined
+        : `replica ${replica.port}: link to its master is not up`,
+    );
+    const sentinels = await startServers(3, () =>
+      RedisServer.start(bin, (_port, dir) => sentinelSetup(dir, master.port)),
+    );
+    started.push(...sentinels);
+    // Sentinels find each other through hello messages on the master, published every 2 s.
+    await waitFor('the sentinels to know the master, the replica and each other', TOPOLOGY_TIMEOUT_MS, () =>
+      sentinelProblem(sentinels, master.port, replica.port),
+    );
+    return new LocalSentinelGroup(master, replica, sentinels);
+  } catch (err) {
+    await Promise.all(started.map((server) => server.stop()));
+    throw err;
+  }
+}
+
+function sentinelSetup(dir: string, masterPort: number): ServerSetup {
+  const name = SENTINEL_MASTER_NAME;
+  const configFile = path.join(dir, 'sentinel.conf');
+  // prettier-ignore
+  fs.writeFileSync(configFile, [
+    'sentinel resolve-hostnames no',
+    `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
+    `sentinel down-after-milliseconds ${name} 1000`,
+    `sentinel failover-timeout ${name} 3000`,
+    `sentinel parallel-syncs ${name} 1`,
+    '',
+  ].join('\n'));
+  return { configFile, args: ['--sentinel'] };
+}
+
+/** undefined when every sentinel sees the master, the replica as a healthy candidate, and the two other sentinels. */
+async function sentinelProblem(
+  sentinels: RedisServer[],
+  masterPort: number,
+  replicaPort: number,
+): Promise<string | undefined> {
+  const problems = await Promise.all(
+    sentinels.map(async (sentinel) => {
+      const me = `sentinel ${sentinel.port}`;
+      const [master, replicas, peers] = await Promise.all([
+        sentinelCommand(sentinel.port, 'GET-MASTER-ADDR-BY-NAME'),
+        sentinelCommand(sentinel.port, 'REPLICAS'),
+        sentinelCommand(sentinel.port, 'SENTINELS'),
+      ]);
+      if (Number((master as string[])[1]) !== masterPort) return `${me} reports master ${JSON.stringify(master)}`;
+      // master-link-status comes from the replica's own INFO: "ok" means the sentinel has polled it,
+      // so it can promote it (otherwise SENTINEL FAILOVER answers NOGOODSLAVE).
+      const replica = (replicas as Record<string, string>[]).find((r) => Number(r.port) === replicaPort);
+      if (replica?.flags !== 'slave' || replica['master-link-status'] !== 'ok') {
+        return `${me} does not see replica ${replicaPort} ready`;
+      }
+      const others = sentinels.filter((s) => s !== sentinel).map((s) => s.port);
+      const known = (peers as Record<string, string>[])
+        .filter((p) => p.flags === 'sentinel')
+        .map((p) => Number(p.port));
+      if (!others.every((port) => known.includes(port))) return `${me} knows sentinels ${known.join(',') || 'none'}`;
+      return undefined;
+    }),
+  );
+  return problems.find((p) => p !== undefined);
+}
+
+/** SENTINEL <subcommand> <name> as JSON (RESP3: replicas and sentinels come as objects). */
+async function sentinelCommand(port: number, subcommand: string): Promise<unknown> {
+  const output = await redisCli(port, '--json', 'SENTINEL', subcommand, SENTINEL_MASTER_NAME);
+  if (output.startsWith('error:')) throw new Error(`sentinel ${port}: SENTINEL ${subcommand}: ${output}`);
+  return JSON.parse(output);
+}
+
+class LocalSentinelGroup implements TestSentinelGroup {
+  readonly masterName = SENTINEL_MASTER_NAME;
+  readonly master: RedisAddress;
+  readonly replica: RedisAddress;
+  readonly sentinels: RedisAddress[];
+
+  constructor(
+    private readonly masterServer: RedisServer,
+    private readonly replicaServer: RedisServer,
+    private readonly sentinelServers: RedisServer[],
+  ) {
+    this.master = addressOf(masterServer);
+    this.replica = addressOf(replicaServer);
+    this.sentinels = sentinelServers.map(addressOf);
+  }
+
+  async failover(): Promise<RedisAddress> {
+    // Whichever of the two is not the master now gets promoted (a second failover goes back).
+    const current = await this.currentMaster();
+    const target = current.port === this.master.port ? this.replica : this.master;
+    // Right after a failover the old master is still a master until the sentinels demote it (~10-20 s).
+    // Promoting it then would leave two masters: wait until it replicates from the current one.
+    await waitFor(`${target.port} to replicate from ${current.port}`, DEMOTION_TIMEOUT_MS, async () => {
+      const replication = await redisCli(target.port, 'INFO', 'replication');
+      const synced = ['role:slave', `master_port:${current.port}`, 'master_link_status:up'];
+      return synced.every((line) => replication.includes(line)) ? undefined : 'not a synced replica yet';
+    });
+    const sentinel = this.sentinelServers[0].port;
+    const deadline = Date.now() + TOPOLOGY_TIMEOUT_MS;
+    for (;;) {
+      const reply = await redisCli(sentinel, 'SENTINEL', 'FAILOVER', this.masterName);
+      if (reply === 'OK') break;
+      // INPROG: a failover is still finishing; NOGOODSLAVE: the replica is still syncing or not polled yet.
+      if (!/^(INPROG|NOGOODSLAVE)/.test(reply)) throw new Error(`SENTINEL FAILOVER on ${sentinel}: ${reply}`);
+      if (Date.now() > deadline) {
+        throw new Error(`SENTINEL FAILOVER on ${sentinel} still answers after ${TOPOLOGY_TIMEOUT_MS} ms: ${reply}`);
+      }
+      await sleep(POLL_MS);
+    }
+    await waitFor(`every sentinel to report ${target.port} as master`, TOPOLOGY_TIMEOUT_MS, async () => {
+      const reports = await Promise.all(
+        this.sentinelServers.map((s) => sentinelCommand(s.port, 'GET-MASTER-ADDR-BY-NAME') as Promise<string[]>),
+      );
+      const stale = reports.find((addr) => Number(addr[1]) !== target.port);
+      return stale && `a sentinel still reports ${stale.join(':')}`;
+    });
+    return { ...target };
+  }
+
+  async currentMaster(): Promise<RedisAddress> {
+    let lastError: unknown;
+    for (const sentinel of this.sentinelServers) {
+      try {
+        const [host, port] = (await sentinelCommand(sentinel.port, 'GET-MASTER-ADDR-BY-NAME')) as string[];
+        return { host, port: Number(port) };
+      } catch (err) {
+        lastError = err; // stopped or killed: ask the next one
+      }
+    }
+    throw new Error(`no sentinel answered: ${String(lastError)}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.masterServer, this.replicaServer, ...this.sentinelServers].map((server) => server.stop()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the topologies
+
+function requireBinaries(what: string): string {
+  const bin = findBinary('redis-server');
+  if (!bin || !findBinary('redis-cli')) {
+    throw new Error(`${what}() needs local redis-server and redis-cli: apt-get install redis-server`);
+  }
+  return bin;
+}
+
+function addressOf(server: RedisServer): RedisAddress {
+  return { host: server.host, port: server.port };
+}
+
+/** Starts `count` servers in parallel; if one fails, stops the others and rethrows. */
+async function startServers(count: number, start: () => Promise<RedisServer>): Promise<RedisServer[]> {
+  const results = await Promise.allSettled(Array.from({ length: count }, start));
+  const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failure) return servers;
+  await Promise.all(servers.map((server) => server.stop()));
+  throw failure.reason;
+}
+
+/** Polls check() until it reports no problem; throws with the last problem after timeoutMs. */
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<string | undefined>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let problem: string | undefined;
+    try {
+      problem = await check();
+    } catch (err) {
+      problem = err instanceof Error ? err.message : String(err); // e.g. a node still starting up
+    }
+    if (problem === undefined) return;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${problem}`);
+    await sleep(POLL_MS);
   }
 }
 

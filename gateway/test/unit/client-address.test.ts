@@ -1,7 +1,7 @@
-import { resolveClientAddress, trustedProxyList, plainAddress } from '../../src/proxy/client-address';
+import { resolveClientAddress, TrustedProxies, plainAddress } from '../../src/proxy/client-address';
 
 describe('resolveClientAddress', () => {
-  const trusted = trustedProxyList(['10.0.0.0/8', '127.0.0.1', 'fd00::/8']);
+  const trusted = new TrustedProxies(['10.0.0.0/8', '127.0.0.1', 'fd00::/8']);
 
   it('uses the socket peer when the peer is not trusted, whatever X-Forwarded-For says', () => {
     expect(resolveClientAddress('203.0.113.9', '1.2.3.4', trusted)).toBe('203.0.113.9');
@@ -23,6 +23,6 @@ describe('resolveClientAddress', () => {
     expect(resolveClientAddress('fd12::1', '2001:db8::5', trusted)).toBe('2001:db8::5');
   });
   it('trusts nobody with an empty list', () => {
-    expect(resolveClientAddress('127.0.0.1', '1.2.3.4', trustedProxyList([]))).toBe('127.0.0.1');
+    expect(resolveClientAddress('127.0.0.1', '1.2.3.4', new TrustedProxies([]))).toBe('127.0.0.1');
   });
 });
