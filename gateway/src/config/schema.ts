@@ -186,15 +186,17 @@ const storeSchema = z.strictObject({
 
 const limitSchema = z.strictObject({ requests: integer(1), per: duration() });
 
+/** A list of windows, at most one per window length (one counter per length). */
+const limitList = z.array(limitSchema).superRefine((limits, ctx) => {
+  limits.forEach((limit, i) => {
+    if (limits.findIndex((other) => other.per === limit.per) !== i) {
+      ctx.addIssue({ code: 'custom', path: [i, 'per'], message: 'another limit of this list has the same window' });
+    }
+  });
+});
+
 const tierSchema = z.strictObject({
-  limits: z.array(limitSchema).superRefine((limits, ctx) => {
-    // One counter per window length: two limits with the same `per` would share it.
-    limits.forEach((limit, i) => {
-      if (limits.findIndex((other) => other.per === limit.per) !== i) {
-        ctx.addIssue({ code: 'custom', path: [i, 'per'], message: 'another limit of this tier has the same window' });
-      }
-    });
-  }),
+  limits: limitList,
   scopes: z.array(scope).default([]),
 });
 
@@ -227,6 +229,8 @@ const routeSchema = z.strictObject({
   timeout_ms: integer(1).optional(), // overrides the upstream's
   max_body_bytes: byteSize().default(10 * 1024 * 1024),
   strip_prefix: boolean.default(false),
+  // Extra windows per tier for this route, counted per key and route on top of the tier's own.
+  limits: z.record(name, limitList).default({}),
 });
 
 const seedKeySchema = z.strictObject({
@@ -257,6 +261,20 @@ export const configSchema = z
       .strictObject({
         drain_delay: duration({ allowZero: true }).prefault('5s'),
         grace: duration({ allowZero: true }).prefault('30s'),
+      })
+      .prefault({}),
+    rate_limiting: z
+      .strictObject({
+        // Also send the IETF draft's RateLimit-Policy / RateLimit headers.
+        ietf_headers: boolean.default(false),
+        // Failed key attempts per client address before it gets 429 too_many_failed_attempts.
+        failed_keys: z
+          .strictObject({
+            max_attempts: integer(1).default(20),
+            per: duration().prefault('1m'),
+            block_for: duration().prefault('5m'),
+          })
+          .prefault({}),
       })
       .prefault({}),
     log: z
@@ -306,6 +324,12 @@ function checkRoutes(root: Record<string, unknown>): Issue[] {
     }
     if (upstreams && typeof route.upstream === 'string' && !Object.hasOwn(upstreams, route.upstream)) {
       issues.push({ path: ['routes', i, 'upstream'], message: `unknown upstream ${quote(route.upstream)}` });
+    }
+    const tiers = asRecord(root.tiers);
+    for (const tierName of Object.keys(asRecord(route.limits) ?? {})) {
+      if (tiers && !Object.hasOwn(tiers, tierName)) {
+        issues.push({ path: ['routes', i, 'limits', tierName], message: `unknown tier ${quote(tierName)}` });
+      }
     }
     const match = asRecord(route.match);
     if (match && typeof match.path_prefix === 'string') {

@@ -67,6 +67,7 @@ describe('good fixtures', () => {
       failure_policy: 'fail_open_local',
       trusted_proxies: [],
       lifecycle: { drain_delay: 5000, grace: 30000 },
+      rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 } },
       log: { level: 'info' },
       tiers: { free: { limits: [], scopes: [] } },
       upstreams: { app: { targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, connections: 128 } },
@@ -79,6 +80,7 @@ describe('good fixtures', () => {
           cost: 1,
           max_body_bytes: 10 * 1024 * 1024,
           strip_prefix: false,
+          limits: {},
         },
       ],
       keys: [],
@@ -106,7 +108,9 @@ describe('good fixtures', () => {
       timeout_ms: 2000,
       max_body_bytes: 1024 * 1024,
       strip_prefix: true,
+      limits: { free: [{ requests: 5, per: 1000 }] },
     });
+    expect(config.rate_limiting).toEqual({ ietf_headers: true, failed_keys: { max_attempts: 5, per: 30_000, block_for: 60_000 } });
     expect(config.keys[0]).toEqual({ name: 'demo', tier: 'free', key: 'sk_test_0123456789abcdef', scopes: ['users:read'] });
   });
 

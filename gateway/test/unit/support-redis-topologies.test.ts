@@ -1,4 +1,6 @@
 // Tests of the cluster and sentinel helpers: real redis-server processes over loopback, no mocks.
+import fs from 'node:fs';
+import os from 'node:os';
 import Redis, { Cluster } from 'ioredis';
 import {
   ping,
@@ -59,15 +61,25 @@ function isRunning(pid: number): boolean {
   }
 }
 
-async function expectAllGone(addresses: RedisAddress[], pids: number[]): Promise<void> {
+/** The helpers' temp dirs carry the owner's pid (see sweepLeftovers in redis.ts). */
+function ourTempDirs(): string[] {
+  return fs
+    .readdirSync(os.tmpdir())
+    .filter((name) => name.startsWith(`sluice-redis-${process.pid}-`))
+    .sort();
+}
+
+async function expectAllGone(addresses: RedisAddress[], pids: number[], dirsBefore: string[]): Promise<void> {
   expect(pids.filter(isRunning)).toEqual([]);
   const answering = await Promise.all(addresses.map((a) => ping(a.port, 500)));
   expect(answering).toEqual(addresses.map(() => false));
+  expect(ourTempDirs()).toEqual(dirsBefore);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('a cluster of 3 masters serves keys in many slots, and stop() leaves no process', async () => {
+  const dirsBefore = ourTempDirs();
   const cluster = track(await startRedisCluster());
   expect(cluster.nodes).toHaveLength(3);
   expect(cluster.replicas).toEqual([]);
@@ -85,11 +97,12 @@ test('a cluster of 3 masters serves keys in many slots, and stop() leaves no pro
   const pids = await pidsOf(cluster.nodes);
   client.disconnect();
   await cluster.stop();
-  await expectAllGone(cluster.nodes, pids);
+  await expectAllGone(cluster.nodes, pids, dirsBefore);
   await expect(cluster.stop()).resolves.toBeUndefined();
 });
 
 test('with replicas, killMaster(0) promotes its replica and the client keeps reading and writing', async () => {
+  const dirsBefore = ourTempDirs();
   const cluster = track(await startRedisCluster({ withReplicas: true }));
   expect(cluster.nodes).toHaveLength(3);
   expect(cluster.replicas).toHaveLength(3);
@@ -117,10 +130,11 @@ test('with replicas, killMaster(0) promotes its replica and the client keeps rea
 
   client.disconnect();
   await cluster.stop();
-  await expectAllGone(everything, pids);
+  await expectAllGone(everything, pids, dirsBefore);
 });
 
 test('a sentinel group: ioredis follows failover() to the former replica, and stop() leaves no process', async () => {
+  const dirsBefore = ourTempDirs();
   const group = track(await startSentinelGroup());
   expect(group.masterName).toBe('sluice-test');
   expect(group.sentinels).toHaveLength(3);
@@ -129,7 +143,7 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   const pids = await pidsOf(everything);
 
   // failoverDetector: ioredis drops its connection on +switch-master; without it, it would keep
-  // writing to the old master until the sentinels demote it (~10 s after the failover).
+  // writing to the old master until the sentinels demote it (10-20 s after the failover).
   const client = new Redis({ sentinels: group.sentinels, name: group.masterName, failoverDetector: true });
   clients.push(client);
   await client.set('before', '1');
@@ -158,6 +172,16 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   await sleep(2_100);
   client.disconnect();
   await group.stop();
-  await expectAllGone(everything, pids);
+  await expectAllGone(everything, pids, dirsBefore);
   await expect(group.stop()).resolves.toBeUndefined();
+});
+import { createHook } from 'node:async_hooks';
+const live = new Map<number, string>();
+createHook({
+  init(id, type) { if (type === 'Timeout' || type === 'TCPWRAP') live.set(id, type + ' ' + Date.now() + new Error().stack!.split('\n').slice(6, 16).join('\n')); },
+  destroy(id) { live.delete(id); },
+}).enable();
+afterAll(() => {
+  console.log('END ' + Date.now());
+  for (const s of live.values()) console.log(s);
 });
