@@ -9,7 +9,8 @@ import type { Runtime } from './runtime';
 import { GatewayServer } from './server';
 import { StoreHealth } from './store/health';
 import { KeyCache } from './store/key-cache';
-import { connectKeyStore, openKeyStore } from './store/open';
+import { connectKeyStore, openBackends, type Backends } from './store/open';
+import { RateLimitPlan } from './ratelimit/plan';
 import { KeyExistsError, type KeyStore } from './store/types';
 
 export interface RunningGateway {
@@ -21,13 +22,16 @@ export interface RunningGateway {
   shutdown(): Promise<void>;
 }
 
-function buildRuntime(config: Config, store: KeyStore, log: Logger): Runtime {
+function buildRuntime(config: Config, backends: Backends, log: Logger): Runtime {
   return {
     config,
     routes: new RouteTable(config.routes),
     upstreams: new Upstreams(config.upstreams),
-    keys: new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries }),
+    keys: new KeyCache(backends.keyStore, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries }),
     trustedProxies: new TrustedProxies(config.trusted_proxies),
+    rateLimitPlan: new RateLimitPlan(config),
+    limiter: backends.limiter,
+    failedKeys: backends.failedKeys,
     log,
   };
 }
@@ -48,7 +52,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Wiring only: store, runtime, public and admin listeners, health watch, drain. */
 export async function startGateway(config: Config, log: Logger = createLogger(config.log.level)): Promise<RunningGateway> {
-  const store = openKeyStore(config);
+  const backends = openBackends(config, log);
+  const store = backends.keyStore;
   if (store.kind === 'memory') {
     log.warn('using the embedded in-memory key store: one replica only, keys are lost on exit; set store.redis to share keys');
   }
@@ -57,7 +62,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     await seedKeys(config, store, log);
   }
 
-  const runtime = buildRuntime(config, store, log);
+  const runtime = buildRuntime(config, backends, log);
   const health = new StoreHealth(store, log);
   let draining = false;
   const server = new GatewayServer(() => runtime);
@@ -86,7 +91,7 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       server.closeAllConnections();
       health.stop();
       await runtime.upstreams.close();
-      await store.close();
+      await backends.close();
       admin.closeAllConnections();
       await new Promise((resolve) => admin.close(resolve));
       log.info('stopped');

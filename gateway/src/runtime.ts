@@ -4,6 +4,9 @@ import type { RouteTable } from './routing/route-table';
 import type { TrustedProxies } from './proxy/client-address';
 import type { Upstreams } from './proxy/upstreams';
 import type { KeyCache } from './store/key-cache';
+import type { Limiter } from './store/limiter';
+import type { RateLimitPlan } from './ratelimit/plan';
+import type { FailedKeyGuard } from './ratelimit/failed-key-guard';
 
 /** Everything a request needs that is built once per config (a reload will swap the whole object). */
 export interface Runtime {
@@ -12,5 +15,8 @@ export interface Runtime {
   readonly upstreams: Upstreams;
   readonly keys: KeyCache;
   readonly trustedProxies: TrustedProxies;
+  readonly rateLimitPlan: RateLimitPlan;
+  readonly limiter: Limiter;
+  readonly failedKeys: FailedKeyGuard;
   readonly log: Logger;
 }

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { envelopeResponse, GatewayError } from '../errors/envelope';
+import { registry } from '../metrics/registry';
 import { newRequestId } from '../pipeline/request-id';
 
 export interface Readiness {
@@ -25,8 +26,8 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string): v
 }
 
 /**
- * The admin listener (its own host and port, loopback by default). `/healthz` and `/readyz` need no
- * token so kubelets and load balancers can reach them.
+ * The admin listener (its own host and port, loopback by default). `/healthz`, `/readyz` and
+ * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them.
  */
 export function createAdminServer(readiness: Readiness): http.Server {
   return http.createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -38,6 +39,11 @@ export function createAdminServer(readiness: Readiness): http.Server {
     }
     if (path === '/healthz') {
       sendJson(res, 200, { status: 'ok' }, requestId);
+    } else if (path === '/metrics') {
+      void registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': registry.contentType, 'x-request-id': requestId });
+        res.end(text);
+      });
     } else if (path === '/readyz') {
       const reason = readiness.notReadyReason();
       if (reason === null) sendJson(res, 200, { status: 'ready' }, requestId);

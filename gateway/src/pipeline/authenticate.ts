@@ -3,16 +3,24 @@ import { isUsable } from '../store/keys';
 import { StoreUnavailableError } from '../store/types';
 import type { RequestContext } from './context';
 
-/** Looks the key up (cache first); unknown, revoked or expired → 401; a store that cannot answer → 503, never 401. */
+/**
+ * Looks the key up (cache first). Unknown, revoked or expired → 401, counted against the client
+ * address by the failed-key guard (429 once over); a store that cannot answer → 503, never 401.
+ */
 export async function authenticate(ctx: RequestContext): Promise<void> {
+  const { runtime } = ctx;
+  runtime.failedKeys.checkNotBlocked(ctx.clientAddress);
   let found;
   try {
-    found = await ctx.runtime.keys.find(ctx.apiKey!);
+    found = await runtime.keys.find(ctx.apiKey!);
   } catch (err) {
     if (!(err instanceof StoreUnavailableError)) throw err;
-    ctx.runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
+    runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
     throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
   }
-  if (!found.record || !isUsable(found.record)) throw new GatewayError('invalid_api_key');
+  if (!found.record || !isUsable(found.record)) {
+    await runtime.failedKeys.recordFailure(ctx.clientAddress);
+    throw new GatewayError('invalid_api_key');
+  }
   ctx.consumer = found.record;
 }

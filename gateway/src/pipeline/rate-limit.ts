@@ -1,8 +1,28 @@
+import { GatewayError } from '../errors/envelope';
+import { rateLimitDecisions } from '../metrics/registry';
+import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
+import { LimiterUnavailableError } from '../store/resilient-limiter';
 import type { RequestContext } from './context';
 
 /**
- * The place of the rate limiter in the request path: after authorization (so only real customers
- * are counted) and before the proxy. The sliding-window limiter that fills it is issue 3 ("Distributed
- * sliding-window rate limiting"); until then every authorized request passes.
+ * Checks and counts every window of the key's tier (and of this route for that tier) in one call.
+ * Runs after authorization, so only real customers are counted; refused requests are not counted.
  */
-export function rateLimit(_ctx: RequestContext): void {}
+export async function rateLimit(ctx: RequestContext): Promise<void> {
+  const { runtime } = ctx;
+  const consumer = ctx.consumer!;
+  const route = ctx.route!.route;
+  const windows = runtime.rateLimitPlan.windows(consumer.tier, route.name);
+  if (windows.length === 0) return; // an unlimited tier
+
+  let decision;
+  try {
+    decision = await runtime.limiter.check({ subject: consumer.id, windows, cost: route.cost });
+  } catch (err) {
+    if (!(err instanceof LimiterUnavailableError)) throw err;
+    throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+  }
+  Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
+  rateLimitDecisions.inc({ tier: consumer.tier, outcome: decision.allowed ? 'allowed' : 'limited' });
+  if (!decision.allowed) throw rateLimitExceeded(decision);
+}

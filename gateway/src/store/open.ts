@@ -1,15 +1,67 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema';
+import { FailedKeyGuard } from '../ratelimit/failed-key-guard';
+import type { Limiter } from './limiter';
 import { MemoryKeyStore } from './memory/key-store';
-import { createRedisClient, waitUntilReady } from './redis/client';
+import { MemoryLimiter } from './memory/limiter';
+import { createRedisClient, waitUntilReady, type RedisClient } from './redis/client';
+import { ReplicaHeartbeat } from './redis/heartbeat';
 import { RedisKeyStore } from './redis/key-store';
+import { RedisLimiter } from './redis/limiter';
+import { ResilientLimiter } from './resilient-limiter';
 import type { KeyStore } from './types';
 
-/** The one place that picks the backend: Redis when `store.redis` is configured, else the embedded memory store. */
+/** Everything that keeps state: keys, rate-limit counters, failed-key counts. */
+export interface Backends {
+  readonly keyStore: KeyStore;
+  readonly limiter: Limiter;
+  readonly failedKeys: FailedKeyGuard;
+  close(): Promise<void>;
+}
+
+/** A key store alone (the CLI): Redis when `store.redis` is configured, else the embedded memory store. */
 export function openKeyStore(config: Config): KeyStore {
   const redis = config.store.redis;
   if (!redis) return new MemoryKeyStore();
   return new RedisKeyStore(createRedisClient(redis, config.store.timeout_ms), redis.key_prefix);
+}
+
+/**
+ * The one place that picks the backend. With Redis, one client serves the key store, the limiter
+ * (behind the failure policy), the replica heartbeat and the failed-key guard.
+ */
+export function openBackends(config: Config, log: Logger): Backends {
+  const settings = config.store.redis;
+  if (!settings) {
+    const limiter = new MemoryLimiter();
+    return {
+      keyStore: new MemoryKeyStore(),
+      limiter,
+      failedKeys: new FailedKeyGuard(config.rate_limiting.failed_keys),
+      close: () => limiter.close(),
+    };
+  }
+  const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
+  const prefix = settings.key_prefix;
+  const keyStore = new RedisKeyStore(client, prefix);
+  const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
+  heartbeat.start();
+  const limiter = new ResilientLimiter(new RedisLimiter(client, prefix), new MemoryLimiter(), {
+    policy: config.failure_policy,
+    liveReplicas: () => heartbeat.liveReplicas,
+    probe: () => client.ping(),
+    log,
+  });
+  return {
+    keyStore,
+    limiter,
+    failedKeys: new FailedKeyGuard(config.rate_limiting.failed_keys, { client, prefix }),
+    close: async () => {
+      await limiter.close();
+      await heartbeat.stop();
+      await keyStore.close(); // closes the shared client last
+    },
+  };
 }
 
 /** Waits (bounded) for Redis at start-up; a gateway still starts without it and serves cached keys later. */

@@ -175,13 +175,3 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   await expectAllGone(everything, pids, dirsBefore);
   await expect(group.stop()).resolves.toBeUndefined();
 });
-import { createHook } from 'node:async_hooks';
-const live = new Map<number, string>();
-createHook({
-  init(id, type) { if (type === 'Timeout' || type === 'TCPWRAP') live.set(id, type + ' ' + Date.now() + new Error().stack!.split('\n').slice(6, 16).join('\n')); },
-  destroy(id) { live.delete(id); },
-}).enable();
-afterAll(() => {
-  console.log('END ' + Date.now());
-  for (const s of live.values()) console.log(s);
-});
