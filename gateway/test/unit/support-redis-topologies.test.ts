@@ -17,7 +17,7 @@ const clients: (Redis | Cluster)[] = [];
 
 afterAll(async () => {
   // ioredis leaves a 2 s timer behind when disconnect() is called twice: only the ones still open.
-  for (const c of clients) if (c.status !== 'end') c.disconnect();
+  for (const c of clients) { console.log('STATUS', c.status); if (c.status !== 'end') c.disconnect(); }
   await Promise.all(started.map((t) => t.stop()));
 });
 

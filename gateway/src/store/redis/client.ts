@@ -1,5 +1,6 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import type { Config } from '../../config/schema';
+import { VARIABLE_KEY_COMMANDS } from './scripts';
 
 export type RedisClient = Redis | Cluster;
 type RedisSettings = NonNullable<NonNullable<Config['store']['redis']>>;
@@ -27,6 +28,7 @@ export function createRedisClient(settings: RedisSettings, timeoutMs: number): R
     return new Cluster(settings.cluster.nodes.map(hostPort), {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
+      autoPipeliningIgnoredCommands: VARIABLE_KEY_COMMANDS,
       clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
       redisOptions: common,
     });

@@ -15,7 +15,7 @@ export class RedisLimiter implements Limiter {
     client: RedisClient,
     private readonly prefix: string,
   ) {
-    client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW });
+    client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
     this.client = client as ScriptedClient;
   }
 

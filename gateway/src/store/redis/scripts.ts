@@ -13,6 +13,13 @@ return 0
 `;
 
 /**
+ * Commands whose key count varies per call (their first argument is the count, not a key). ioredis'
+ * Cluster auto-pipelining picks a node from the first argument, so these must bypass it there
+ * (redis/ioredis#2109); each is one round trip of its own anyway.
+ */
+export const VARIABLE_KEY_COMMANDS = ['sluiceSlidingWindow'];
+
+/**
  * The sliding-window check of store/sliding-window.ts, for every window of a request at once, so one
  * round trip decides it atomically. All KEYS share the API key's hash tag (one Cluster slot).
  * KEYS[i]: hash of bucket index → units for window i.

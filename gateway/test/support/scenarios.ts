@@ -1,0 +1,119 @@
+import { Agent, request } from 'undici';
+import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from './gateway';
+import { startUpstream, type TestUpstream } from './upstream';
+
+// Several gateway replicas on one Redis deployment, one key, a burst of concurrent requests spread
+// round-robin over the replicas; what reached the upstream and what each client got back.
+
+export const LIMIT = 50;
+export const WINDOW = '10s';
+const KEY = 'sk_test_replicas_000000000000';
+
+export interface BurstOutcome {
+  reachedUpstream: number;
+  statuses: Record<number, number>;
+  /** Refusals whose body and headers are not the exact 429 contract. */
+  malformed429: string[];
+  /** Any answer that is neither a success nor a valid envelope. */
+  invalid: string[];
+  fallbackEngaged: number;
+}
+
+export interface Replicas {
+  gateways: TestGateway[];
+  upstream: TestUpstream;
+  /** `total` requests, all at once, or spread evenly over `spreadMs`; `during` runs alongside. */
+  burst(total: number, options?: { spreadMs?: number; during?: () => Promise<void> }): Promise<BurstOutcome>;
+  stop(): Promise<void>;
+}
+
+export async function metricValue(gateway: TestGateway, name: string): Promise<number> {
+  const res = await request(`${gateway.adminUrl}/metrics`);
+  const text = await res.body.text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
+
+export async function startReplicas(redisSettings: Record<string, unknown>, count = 3, extra: Record<string, unknown> = {}): Promise<Replicas> {
+  const upstream = await startUpstream();
+  const configFile = writeConfig(
+    baseConfig({
+      log: { level: 'warn' },
+      store: { redis: redisSettings, timeout_ms: 1000 },
+      tiers: { burst: { limits: [{ requests: LIMIT, per: WINDOW }], scopes: ['*'] } },
+      upstreams: { app: { targets: [upstream.url] } },
+      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      keys: [{ name: 'burst', tier: 'burst', key: KEY }],
+      ...extra,
+    }),
+  );
+  // log level warn hides the "listening" line the launcher waits for; start at info, it is only one line per request
+  const infoConfig = writeConfig(require('node:fs').readFileSync(configFile, 'utf8').replace('level: warn', 'level: info'));
+  removeConfig(configFile);
+  const gateways = await Promise.all(Array.from({ length: count }, () => startGateway(infoConfig)));
+  const agent = new Agent({ connections: 400, pipelining: 1 });
+
+  const burst = async (total: number, { spreadMs = 0, during }: { spreadMs?: number; during?: () => Promise<void> } = {}): Promise<BurstOutcome> => {
+    upstream.reset();
+    const statuses: Record<number, number> = {};
+    const malformed429: string[] = [];
+    const invalid: string[] = [];
+    const duringPromise = during?.();
+    await Promise.all(
+      Array.from({ length: total }, async (_, i) => {
+        const gateway = gateways[i % gateways.length];
+        if (spreadMs > 0) await new Promise((resolve) => setTimeout(resolve, (i * spreadMs) / total));
+        try {
+          const res = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY }, dispatcher: agent });
+          const text = await res.body.text();
+          statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+          if (res.statusCode === 200) return;
+          let body: any;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            invalid.push(`${res.statusCode} ${text.slice(0, 80)}`);
+            return;
+          }
+          if (typeof body?.error?.code !== 'string' || typeof body.error.message !== 'string') invalid.push(`${res.statusCode} ${text.slice(0, 80)}`);
+          if (res.statusCode === 429) {
+            const retryAfter = Number(res.headers['retry-after']);
+            const ok =
+              body.error.code === 'rate_limit_exceeded' &&
+              res.headers['x-ratelimit-limit'] === String(LIMIT) &&
+              res.headers['x-ratelimit-remaining'] === '0' &&
+              Number(res.headers['x-ratelimit-reset']) > Date.now() / 1000 &&
+              retryAfter >= 1 &&
+              retryAfter <= 11 &&
+              body.error.message === `API rate limit exceeded. Please wait ${retryAfter} seconds before retrying.` &&
+              JSON.stringify(body.error.details) === JSON.stringify({ limit: LIMIT, window: '10 seconds', retry_after: retryAfter });
+            if (!ok) malformed429.push(JSON.stringify({ headers: res.headers, body }));
+          }
+        } catch (err) {
+          invalid.push(`transport: ${(err as Error).message}`);
+        }
+      }),
+    );
+    await duringPromise;
+    const engaged = await Promise.all(gateways.map((g) => metricValue(g, 'sluice_ratelimit_fallback_engaged_total').catch(() => NaN)));
+    return {
+      reachedUpstream: upstream.requests.length,
+      statuses,
+      malformed429,
+      invalid,
+      fallbackEngaged: engaged.reduce((a, b) => a + b, 0),
+    };
+  };
+
+  return {
+    gateways,
+    upstream,
+    burst,
+    stop: async () => {
+      await agent.close();
+      await Promise.all(gateways.map((g) => g.stop()));
+      await upstream.close();
+      removeConfig(infoConfig);
+    },
+  };
+}
