@@ -1,0 +1,139 @@
+import { Agent, request } from 'undici';
+import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+
+import { startRedis, type TestRedis } from '../support/redis';
+import { metricValue } from '../support/scenarios';
+import { startUpstream, type TestUpstream } from '../support/upstream';
+
+// Redis frozen with SIGSTOP under steady load: requests never wait much longer than the store
+// timeout, the failure policy takes over (and says so), and Redis decides again after SIGCONT.
+
+const KEY = 'sk_test_pause_0000000000000000';
+const TIMEOUT_MS = 500;
+
+let redis: TestRedis;
+let upstream: TestUpstream;
+
+beforeAll(async () => {
+  redis = await startRedis({ destructive: true });
+  upstream = await startUpstream();
+});
+
+afterAll(async () => {
+  redis?.resume();
+  await upstream?.close();
+  await redis?.stop();
+});
+
+async function gatewayWith(policy: 'fail_open_local' | 'fail_closed'): Promise<{ gateway: TestGateway; file: string }> {
+  const file = writeConfig(
+    baseConfig({
+      failure_policy: policy,
+      store: { redis: { url: redis.url, key_prefix: `${policy}:` }, timeout_ms: TIMEOUT_MS, cache: { ttl: '1m' } },
+      tiers: { t: { limits: [{ requests: 100_000, per: '1m' }], scopes: ['*'] } },
+      upstreams: { app: { targets: [upstream.url] } },
+      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      keys: [{ name: 'k', tier: 't', key: KEY }],
+    }),
+  );
+  return { gateway: await startGateway(file), file };
+}
+
+interface Sample {
+  at: number;
+  ms: number;
+  status: number;
+  code?: string;
+  retryAfter?: string;
+}
+
+/** `clients` loops of back-to-back requests for `durationMs`. */
+async function steadyLoad(gateway: TestGateway, clients: number, durationMs: number): Promise<Sample[]> {
+  const agent = new Agent({ connections: clients });
+  const samples: Sample[] = [];
+  const end = Date.now() + durationMs;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (Date.now() < end) {
+        const started = Date.now();
+        const res = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY }, dispatcher: agent });
+        const text = await res.body.text();
+        samples.push({
+          at: started,
+          ms: Date.now() - started,
+          status: res.statusCode,
+          code: res.statusCode === 200 ? undefined : JSON.parse(text).error.code,
+          retryAfter: res.headers['retry-after'] as string | undefined,
+        });
+      }
+    }),
+  );
+  await agent.close();
+  return samples;
+}
+
+const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))];
+
+it('fail_open_local: bounded latency, local limits while Redis is frozen, Redis again after SIGCONT', async () => {
+  const { gateway, file } = await gatewayWith('fail_open_local');
+  try {
+    await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } }).then((r) => r.body.dump()); // cache the key
+    const load = steadyLoad(gateway, 8, 7_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const pausedAt = Date.now();
+    redis.pause();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(await metricValue(gateway, 'sluice_ratelimit_fallback_active')).toBe(1);
+    redis.resume();
+    const resumedAt = Date.now();
+    const samples = await load;
+
+    const during = samples.filter((s) => s.at >= pausedAt && s.at < resumedAt).map((s) => s.ms);
+    console.log(
+      `Redis frozen 3 s under 8 clients (timeout ${TIMEOUT_MS} ms): ${samples.length} requests, ${during.length} during the pause; ` +
+        `latency during pause p50 ${percentile(during, 50)} ms, p99 ${percentile(during, 99)} ms, max ${Math.max(...during)} ms`,
+    );
+    expect(samples.every((s) => s.status === 200)).toBe(true);
+    expect(during.length).toBeGreaterThan(50); // the fallback kept serving
+    expect(Math.max(...during)).toBeLessThan(TIMEOUT_MS * 3); // a loose bound: about one timeout, plus a busy machine
+    expect(await metricValue(gateway, 'sluice_ratelimit_fallback_engaged_total')).toBe(1);
+    expect(gateway.output.some((l) => l.includes('rate limiting without Redis'))).toBe(true);
+
+    // Within about a probe interval Redis decides again: its counter for the key moves.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await metricValue(gateway, 'sluice_ratelimit_fallback_active')).toBe(0);
+    expect(gateway.output.some((l) => l.includes('Redis answers again'))).toBe(true);
+    const first = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
+    await first.body.dump();
+    const second = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
+    await second.body.dump();
+    expect(Number(first.headers['x-ratelimit-remaining']) - Number(second.headers['x-ratelimit-remaining'])).toBe(1);
+    // Redis' count includes what it admitted before the pause: far more than the local limiter saw.
+    expect(Number(second.headers['x-ratelimit-remaining'])).toBeLessThan(100_000 - samples.filter((s) => s.at < pausedAt).length);
+  } finally {
+    redis.resume();
+    await gateway.stop();
+    removeConfig(file);
+  }
+});
+
+it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen, 200 again after', async () => {
+  const { gateway, file } = await gatewayWith('fail_closed');
+  try {
+    await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } }).then((r) => r.body.dump());
+    redis.pause();
+    const samples = await steadyLoad(gateway, 4, 2_000);
+    redis.resume();
+    expect(samples.length).toBeGreaterThan(10);
+    expect(samples.every((s) => s.status === 503 && s.code === 'service_unavailable' && s.retryAfter === '1')).toBe(true);
+    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(TIMEOUT_MS * 3);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const after = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
+    expect(after.statusCode).toBe(200);
+    await after.body.dump();
+  } finally {
+    redis.resume();
+    await gateway.stop();
+    removeConfig(file);
+  }
+});
