@@ -17,7 +17,7 @@ const clients: (Redis | Cluster)[] = [];
 
 afterAll(async () => {
   // ioredis leaves a 2 s timer behind when disconnect() is called twice: only the ones still open.
-  for (const c of clients) { console.log('EV afterAll', Date.now() - (globalThis as any).T0, c.status); if (c.status !== 'end') c.disconnect(); }
+  for (const c of clients) if (c.status !== 'end') c.disconnect();
   await Promise.all(started.map((t) => t.stop()));
 });
 
@@ -146,17 +146,12 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   // writing to the old master until the sentinels demote it (10-20 s after the failover).
   const client = new Redis({ sentinels: group.sentinels, name: group.masterName, failoverDetector: true });
   clients.push(client);
-  const t0 = Date.now();
-  for (const ev of ['connect', 'ready', 'close', 'end', 'reconnecting', 'error']) client.on(ev, (x: unknown) => console.log('EV', ev, Date.now() - t0, String(x ?? '')));
-  (globalThis as any).T0 = t0;
   await client.set('before', '1');
   expect(await client.get('before')).toBe('1');
   expect(await redisCli(group.master.port, 'GET', 'before')).toBe('1');
   expect(await client.call('WAIT', '1', '5000')).toBe(1); // the replica has it: the failover keeps it
 
-  console.log('EV failover', Date.now() - t0);
   const promoted = await group.failover();
-  console.log('EV failover done', Date.now() - t0);
   expect(promoted).toEqual(group.replica);
   expect(await group.currentMaster()).toEqual(group.replica);
 
@@ -175,11 +170,8 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   // On that reconnect ioredis disconnects its old failover-detector sentinel clients a second time,
   // which leaves a 2 s (disconnectTimeout) timer each: let them run out so jest can exit cleanly.
   await sleep(2_100);
-  console.log('EV disconnect', Date.now() - t0, client.status);
   client.disconnect();
-  console.log('EV stop', Date.now() - t0, client.status);
   await group.stop();
-  console.log('EV stopped', Date.now() - t0, client.status);
   await expectAllGone(everything, pids, dirsBefore);
   await expect(group.stop()).resolves.toBeUndefined();
 });
