@@ -39,7 +39,10 @@ export interface LimitDecision {
 }
 
 export interface Limiter {
-  /** Checks every window and, when all admit, counts the request in all of them, atomically. */
+  /**
+   * Checks every window and, when all admit, counts the request in all of them, atomically.
+   * A cost of 0 counts nothing: a read-only look at the windows (usage reports).
+   */
   check(request: LimitRequest): Promise<LimitDecision>;
   close(): Promise<void>;
 }

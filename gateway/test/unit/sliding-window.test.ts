@@ -58,6 +58,16 @@ describe('sliding window arithmetic', () => {
     void limiter.close();
   });
 
+  it('counts nothing for a zero-cost look', () => {
+    const limiter = new MemoryLimiter();
+    const windows = [{ name: 'm', limit: 2, windowMs: 60_000 }];
+    limiter.decide({ subject: 'k', windows, cost: 1 }, T0);
+    const peek = limiter.decide({ subject: 'k', windows, cost: 0 }, T0 + 1);
+    expect(peek).toMatchObject({ allowed: true, windows: [{ used: 1 }] });
+    expect(limiter.decide({ subject: 'k', windows, cost: 0 }, T0 + 2).windows[0].used).toBe(1);
+    void limiter.close();
+  });
+
   it('charges the cost and refuses what can never fit', () => {
     const limiter = new MemoryLimiter();
     const windows = [{ name: 'm', limit: 10, windowMs: 60_000 }];

@@ -30,7 +30,7 @@ export class MemoryLimiter implements Limiter {
     const counters = request.windows.map((w) => this.counter(`${request.subject}:${w.name}`));
     const evaluations = request.windows.map((w, i) => evaluateWindow(counters[i].buckets, nowMs, w.limit, w.windowMs, request.cost));
     const allowed = evaluations.every((e) => !e.blocking);
-    if (allowed) {
+    if (allowed && request.cost > 0) {
       request.windows.forEach((w, i) => {
         const { buckets } = counters[i];
         const current = evaluations[i].current;

@@ -26,7 +26,7 @@ export const VARIABLE_KEY_COMMANDS = ['sluiceSlidingWindow'];
  * ARGV[1]: cost; ARGV[2]: now in Unix ms, or "" to use Redis TIME (replicas with skewed clocks agree;
  * an explicit time exists for tests that replay exact timings); then per window: limit, window ms.
  * Returns { allowed (0|1), now ms, then per window: used, blocking (0|1), reset ms }.
- * Rejected requests write nothing but the removal of expired buckets.
+ * Rejected requests write nothing but the removal of expired buckets; a cost of 0 is a read-only peek.
  */
 export const SLIDING_WINDOW = `
 local buckets_per_window = ${BUCKETS_PER_WINDOW}
@@ -91,7 +91,7 @@ local result = { allowed, now }
 for i = 1, #KEYS do
   local w = windows[i]
   local used = w.used
-  if allowed == 1 then
+  if allowed == 1 and cost > 0 then
     redis.call('HINCRBY', KEYS[i], string.format('%.0f', w.current), cost)
     redis.call('PEXPIRE', KEYS[i], w.window + w.width)
     used = used + cost
