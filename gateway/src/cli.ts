@@ -54,7 +54,9 @@ program
   .description('start a gateway replica')
   .requiredOption('-c, --config <file>', 'gateway YAML config')
   .action(async (opts: { config: string }) => {
-    const gateway = await startGateway(loadConfigOrExit(opts.config));
+    const config = loadConfigOrExit(opts.config);
+    const gateway = await startGateway(config, createLogger(config.log.level), { configFile: opts.config });
+    process.on('SIGHUP', () => gateway.reload());
     const stop = (signal: string) => {
       gateway.log.info({ signal }, 'shutdown requested');
       void gateway.shutdown().then(() => process.exit(0));

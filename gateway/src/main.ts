@@ -1,6 +1,10 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
+import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
+import { watchConfigFile } from './config/watch';
+import { configReloads } from './metrics/registry';
 import { createLogger } from './log';
 import { TrustedProxies } from './proxy/client-address';
 import { Upstreams } from './proxy/upstreams';
@@ -20,14 +24,19 @@ export interface RunningGateway {
   readonly log: Logger;
   /** The drain sequence: not ready → drain_delay → stop accepting → in-flight finish (≤ grace) → close all. */
   shutdown(): Promise<void>;
+  /** Re-reads the config file (SIGHUP); false when it was refused and the running config stays. */
+  reload(): boolean;
 }
 
-function buildRuntime(config: Config, backends: Backends, log: Logger): Runtime {
+// Sections a running replica cannot swap: its listeners, its store connections, its drain timings.
+const RESTART_ONLY = ['listen', 'admin', 'store', 'lifecycle', 'failure_policy'] as const;
+
+function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: Logger): Runtime {
   return {
     config,
     routes: new RouteTable(config.routes),
     upstreams: new Upstreams(config.upstreams),
-    keys: new KeyCache(backends.keyStore, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries }),
+    keys,
     trustedProxies: new TrustedProxies(config.trusted_proxies),
     rateLimitPlan: new RateLimitPlan(config),
     limiter: backends.limiter,
@@ -50,8 +59,12 @@ async function seedKeys(config: Config, store: KeyStore, log: Logger): Promise<v
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Wiring only: store, runtime, public and admin listeners, health watch, drain. */
-export async function startGateway(config: Config, log: Logger = createLogger(config.log.level)): Promise<RunningGateway> {
+/** Wiring only: store, runtime, public and admin listeners, health watch, reload, drain. */
+export async function startGateway(
+  config: Config,
+  log: Logger = createLogger(config.log.level),
+  options: { configFile?: string } = {},
+): Promise<RunningGateway> {
   const backends = openBackends(config, log);
   const store = backends.keyStore;
   if (store.kind === 'memory') {
@@ -62,7 +75,8 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
     await seedKeys(config, store, log);
   }
 
-  const runtime = buildRuntime(config, backends, log);
+  const keyCache = new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries });
+  let runtime = buildRuntime(config, backends, keyCache, log);
   const health = new StoreHealth(store, log);
   let draining = false;
   const server = new GatewayServer(() => runtime);
@@ -79,10 +93,37 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
   });
   log.info({ host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: store.kind }, 'sluice listening');
 
+  // Hot reload: a new runtime (routes, upstreams, tiers, limits) for new requests; requests in flight
+  // finish on the one they started with, whose upstream pools close once they are done.
+  const reload = (): boolean => {
+    if (!options.configFile) return false;
+    let next: Config;
+    try {
+      next = loadConfigFile(options.configFile);
+    } catch (err) {
+      configReloads.inc({ result: 'failed' });
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      log.error({ problems }, 'config reload refused: the running config stays');
+      return false;
+    }
+    const restartOnly: string[] = RESTART_ONLY.filter((section) => !isDeepStrictEqual(next[section], runtime.config[section]));
+    if (!isDeepStrictEqual(next.rate_limiting.failed_keys, runtime.config.rate_limiting.failed_keys)) restartOnly.push('rate_limiting.failed_keys');
+    if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
+    const previous = runtime;
+    runtime = buildRuntime(next, backends, keyCache, log);
+    log.level = next.log.level;
+    void previous.upstreams.close(next.lifecycle.grace);
+    configReloads.inc({ result: 'ok' });
+    log.info({ routes: next.routes.length, upstreams: Object.keys(next.upstreams).length, tiers: Object.keys(next.tiers).length }, 'config reloaded');
+    return true;
+  };
+  const stopWatching = options.configFile ? watchConfigFile(options.configFile, reload) : () => undefined;
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () =>
     (shuttingDown ??= (async () => {
       draining = true;
+      stopWatching();
       log.info({ drain_delay_ms: config.lifecycle.drain_delay }, 'draining: readiness is now false');
       await sleep(config.lifecycle.drain_delay);
       server.stopAccepting();
@@ -97,5 +138,5 @@ export async function startGateway(config: Config, log: Logger = createLogger(co
       log.info('stopped');
     })());
 
-  return { port, adminPort, store, log, shutdown };
+  return { port, adminPort, store, log, shutdown, reload };
 }

@@ -6,14 +6,17 @@ import { envelopeResponse, GatewayError } from './errors/envelope';
 import type { ErrorCode } from './errors/catalogue';
 import type { RequestContext, Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
-import { newRequestId } from './pipeline/request-id';
+import { newRequestId, requestId } from './pipeline/request-id';
 import type { Runtime } from './runtime';
+
+// A server-to-client WebSocket close frame (unmasked): FIN + opcode 8, 2-byte payload, status 1001.
+const WEBSOCKET_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 
 /** The public listener: hands every request and upgrade to the pipeline, and knows what is in flight. */
 export class GatewayServer {
   readonly http: http.Server;
   private inFlight = 0;
-  private readonly upgradedSockets = new Set<Duplex>();
+  private readonly upgrades = new Set<Extract<Reply, { kind: 'upgrade' }>>();
   private closing = false;
 
   constructor(private readonly getRuntime: () => Runtime) {
@@ -61,6 +64,12 @@ export class GatewayServer {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const ctx = this.newContext(req, { kind: 'http', res });
+    const cap = ctx.runtime.config.listen.max_in_flight;
+    if (cap > 0 && this.inFlight >= cap) {
+      // Shedding: a fast 503 now beats a slow answer for everyone (latency collapse) later.
+      void runPipeline(ctx, [requestId, shed], logAccess);
+      return;
+    }
     this.inFlight++;
     // While draining, every answer tells the client not to reuse the connection.
     if (this.closing) res.shouldKeepAlive = false;
@@ -74,13 +83,14 @@ export class GatewayServer {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const ctx = this.newContext(req, { kind: 'upgrade', socket, head });
+    const reply = { kind: 'upgrade' as const, socket, head };
+    const ctx = this.newContext(req, reply);
     socket.on('error', () => ctx.abort.abort());
     socket.once('close', () => {
       ctx.abort.abort();
-      this.upgradedSockets.delete(socket);
+      this.upgrades.delete(reply);
     });
-    this.upgradedSockets.add(socket);
+    this.upgrades.add(reply);
     void runPipeline(ctx, upgradeSteps, logAccess);
   }
 
@@ -106,21 +116,38 @@ export class GatewayServer {
     this.http.closeIdleConnections();
   }
 
-  /** Drain, step 2: wait for requests in flight, up to `graceMs`. Resolves true when all finished. */
+  /** Drain, step 2: wait for requests in flight and open WebSockets, up to `graceMs`. True when all ended. */
   async waitForInFlight(graceMs: number): Promise<boolean> {
     const deadline = Date.now() + graceMs;
-    while (this.inFlight > 0 && Date.now() < deadline) {
+    const busy = () => this.inFlight > 0 || this.upgrades.size > 0;
+    while (busy() && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       this.http.closeIdleConnections();
     }
-    return this.inFlight === 0;
+    return !busy();
   }
 
-  /** Drain, step 3: whatever is left is cut. */
+  /** Drain, step 3: whatever is left is cut; WebSockets get a close frame with 1001 ("going away") first. */
   closeAllConnections(): void {
     this.http.closeAllConnections();
-    for (const socket of this.upgradedSockets) socket.destroy();
+    for (const { socket, upstream } of this.upgrades) {
+      if (upstream) {
+        upstream.unpipe(socket); // no upstream bytes may land after (or inside) our frame
+        upstream.destroy();
+        socket.end(WEBSOCKET_CLOSE_GOING_AWAY);
+        setTimeout(() => socket.destroy(), 1000).unref();
+      } else {
+        socket.destroy();
+      }
+    }
   }
+}
+
+function shed(): never {
+  throw new GatewayError('service_unavailable', {
+    message: 'The gateway is at capacity. Please try again shortly.',
+    headers: { 'retry-after': '1' },
+  });
 }
 
 function logAccess(ctx: RequestContext): void {

@@ -142,6 +142,8 @@ const listenSchema = z.strictObject({
   host: host.default('0.0.0.0'),
   port: integer(0, 65535).default(8080), // 0 = any free port (tests)
   max_header_bytes: byteSize(1).default(16384),
+  // Per-replica cap on requests in flight; past it, a fast 503 instead of queueing. 0 = no cap.
+  max_in_flight: integer(0).default(0),
 });
 
 const adminSchema = z.strictObject({
@@ -215,6 +217,23 @@ const upstreamSchema = z.strictObject({
     .min(1, { error: 'expected at least one target' }),
   timeout_ms: integer(1).default(30000),
   connections: integer(1).default(128),
+  // Passive health: a target failing `failures` times in a row is ejected for `cooldown`, then tried once.
+  breaker: z
+    .strictObject({
+      failures: integer(1).default(5),
+      cooldown: duration().prefault('10s'),
+      on_5xx: boolean.default(false), // count 5xx answers as failures too
+    })
+    .prefault({}),
+});
+
+const corsSchema = z.strictObject({
+  allow_origins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, { error: 'expected an origin like https://app.example.com, or "*"' })).min(1),
+  allow_methods: methods.optional(), // default: the route's methods, or the common ones
+  allow_headers: z.array(z.string().regex(/^[A-Za-z0-9-]+$/, { error: 'expected a header name' })).default(['content-type', 'x-api-key']),
+  expose_headers: z.array(z.string().regex(/^[A-Za-z0-9-]+$/, { error: 'expected a header name' })).default([]),
+  allow_credentials: boolean.default(false),
+  max_age: duration().prefault('10m'),
 });
 
 const routeSchema = z.strictObject({
@@ -231,6 +250,9 @@ const routeSchema = z.strictObject({
   strip_prefix: boolean.default(false),
   // Extra windows per tier for this route, counted per key and route on top of the tier's own.
   limits: z.record(name, limitList).default({}),
+  // Extra attempts on another target after a connect failure (bodiless idempotent requests only).
+  retries: integer(0, 10).default(1),
+  cors: corsSchema.optional(),
 });
 
 const seedKeySchema = z.strictObject({

@@ -18,6 +18,14 @@ const BAD_GATEWAY = new Set([
 ]);
 const POOL_GONE = new Set(['UND_ERR_CLOSED', 'UND_ERR_DESTROYED']);
 
+// The request never reached the upstream: safe to try another target.
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+export function isConnectFailure(err: unknown): boolean {
+  const code = errorCode(err);
+  return code !== undefined && CONNECT_FAILURES.has(code);
+}
+
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;

@@ -24,6 +24,13 @@ export const rateLimitFallbackEngaged = new Counter({
   registers: [registry],
 });
 
+export const configReloads = new Counter({
+  name: 'sluice_config_reloads_total',
+  help: 'Config reloads (SIGHUP or file change), by result (ok | failed).',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
 export const failedKeyBlocks = new Counter({
   name: 'sluice_failed_key_blocks_total',
   help: 'Requests refused with too_many_failed_attempts (client address over the failed-key limit).',

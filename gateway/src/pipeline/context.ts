@@ -6,7 +6,10 @@ import type { Runtime } from '../runtime';
 import type { ApiKeyRecord } from '../store/types';
 
 /** Where the answer goes: a normal response, or the raw socket of a WebSocket upgrade. */
-export type Reply = { kind: 'http'; res: ServerResponse } | { kind: 'upgrade'; socket: Duplex; head: Buffer };
+export type Reply =
+  | { kind: 'http'; res: ServerResponse }
+  /** `upstream` is set once the upgrade is spliced to the upstream's socket. */
+  | { kind: 'upgrade'; socket: Duplex; head: Buffer; upstream?: Duplex };
 
 /** One request's state as it moves down the pipeline; each step reads what earlier steps set. */
 export interface RequestContext {
@@ -28,6 +31,8 @@ export interface RequestContext {
   upstreamTarget?: string;
   status?: number;
   error?: GatewayError;
+  /** Set by a step that answered the request itself (a CORS preflight): the rest is skipped. */
+  handled?: boolean;
 }
 
 export type Step = (ctx: RequestContext) => void | Promise<void>;

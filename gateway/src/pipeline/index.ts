@@ -4,6 +4,7 @@ import { requestId } from './request-id';
 import { client } from './client';
 import { route } from './route';
 import { bodyLimit } from './body-limit';
+import { cors } from './cors';
 import { identify } from './identify';
 import { authenticate } from './authenticate';
 import { authorize } from './authorize';
@@ -16,7 +17,7 @@ import { respondError } from './respond-error';
 const CLIENT_CLOSED_REQUEST = 499;
 
 /** The request path, top to bottom. Any step may end the request by throwing a GatewayError. */
-export const httpSteps: readonly Step[] = [requestId, client, route, bodyLimit, identify, authenticate, authorize, rateLimit, proxy];
+export const httpSteps: readonly Step[] = [requestId, client, route, cors, bodyLimit, identify, authenticate, authorize, rateLimit, proxy];
 
 /** WebSocket and other upgrades: the same checks, then the upgrade is forwarded instead. */
 export const upgradeSteps: readonly Step[] = [requestId, client, route, identify, authenticate, authorize, rateLimit, proxyUpgrade];
@@ -24,7 +25,10 @@ export const upgradeSteps: readonly Step[] = [requestId, client, route, identify
 /** Runs the steps in order; one catch turns any failure into an envelope; `finish` always runs (access log). */
 export async function runPipeline(ctx: RequestContext, steps: readonly Step[], finish: (ctx: RequestContext) => void): Promise<void> {
   try {
-    for (const step of steps) await step(ctx);
+    for (const step of steps) {
+      await step(ctx);
+      if (ctx.handled) break;
+    }
   } catch (thrown) {
     if (ctx.abort.signal.aborted) {
       // The client went away, which is why the step failed: there is nobody left to answer.

@@ -29,7 +29,9 @@ function splice(client: Duplex, upstream: Duplex): void {
 export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   if (ctx.reply.kind !== 'upgrade') throw new Error('upgrade step reached with a plain request');
   const { socket: client, head } = ctx.reply;
-  const { target, path, headers, timeoutMs } = upstreamRequest(ctx);
+  const { path, headers, timeoutMs } = upstreamRequest(ctx);
+  const target = ctx.runtime.upstreams.pick(ctx.route!.route.upstream);
+  ctx.upstreamTarget = target.origin;
   const protocol = ctx.req.headers.upgrade ?? 'websocket';
 
   let upgraded;
@@ -44,8 +46,14 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
       headersTimeout: timeoutMs,
     } as Parameters<typeof target.pool.upgrade>[0]);
   } catch (err) {
+    if (ctx.abort.signal.aborted) {
+      target.breaker.release();
+      throw err;
+    }
+    target.breaker.failure();
     throw mapUpstreamError(err);
   }
+  target.breaker.success();
   const upstreamSocket = upgraded.socket;
   if (client.destroyed) {
     upstreamSocket.destroy();
@@ -55,5 +63,6 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   const responseHeaders = { ...upgraded.headers, connection: 'Upgrade', upgrade: protocol, 'x-request-id': ctx.requestId };
   client.write(`HTTP/1.1 101 ${STATUS_CODES[101]}\r\n${headerLines(responseHeaders)}\r\n`);
   if (head.length > 0) upstreamSocket.write(head);
+  ctx.reply.upstream = upstreamSocket;
   splice(client, upstreamSocket);
 }

@@ -1,24 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { mapUpstreamError } from '../errors/upstream';
+import { GatewayError } from '../errors/envelope';
+import { isConnectFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../proxy/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
+import type { Target } from '../proxy/upstreams';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
 import type { RequestContext } from './context';
+
+// Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** Everything the upstream needs to know about this request, for plain and upgrade requests alike. */
+/** What the upstream is sent, the same on every attempt (the X-Request-Id included). */
 export function upstreamRequest(ctx: RequestContext) {
   const compiled = ctx.route!;
   const upstream = ctx.runtime.config.upstreams[compiled.route.upstream];
-  const target = ctx.runtime.upstreams.pick(compiled.route.upstream);
-  ctx.upstreamTarget = target.origin;
   const peer = plainAddress(ctx.req.socket.remoteAddress ?? '');
   const headers = upstreamRequestHeaders(ctx.req.headers, {
     requestId: ctx.requestId,
@@ -28,38 +31,66 @@ export function upstreamRequest(ctx: RequestContext) {
     consumerTier: ctx.consumer!.tier,
   });
   return {
-    target,
     path: upstreamPath(compiled, ctx.path) + ctx.query,
     headers,
     timeoutMs: compiled.route.timeout_ms ?? upstream.timeout_ms,
+    countFiveHundreds: upstream.breaker.on_5xx,
   };
 }
 
-/** Forwards the request and streams the answer back; neither body is ever buffered whole. */
+/**
+ * Forwards the request and streams the answer back; neither body is ever buffered whole.
+ * A connect failure of a bodiless idempotent request is retried on another target, within the
+ * route's retries and total timeout. Each attempt's outcome feeds its target's breaker.
+ */
 export async function proxy(ctx: RequestContext): Promise<void> {
   if (ctx.reply.kind !== 'http') throw new Error('proxy step reached with an upgrade request');
   const res = ctx.reply.res;
-  const { target, path, headers, timeoutMs } = upstreamRequest(ctx);
-  const counter = hasBody(ctx.req) ? new BodyCounter(ctx.route!.route.max_body_bytes) : null;
+  const route = ctx.route!.route;
+  const { path, headers, timeoutMs, countFiveHundreds } = upstreamRequest(ctx);
+  const method = ctx.req.method ?? 'GET';
+  const counter = hasBody(ctx.req) ? new BodyCounter(route.max_body_bytes) : null;
   // Errors of the client's side of the body pipe surface through the upstream request below.
   if (counter) ctx.req.pipe(counter);
+  // A streamed body cannot be replayed, so only bodiless requests get another attempt.
+  let retriesLeft = counter === null && IDEMPOTENT.has(method) ? route.retries : 0;
+  const deadline = Date.now() + timeoutMs;
 
+  let target: Target = ctx.runtime.upstreams.pick(route.upstream);
   let upstreamResponse;
-  try {
-    upstreamResponse = await target.pool.request({
-      method: ctx.req.method as 'GET',
-      path,
-      headers,
-      body: counter,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: ctx.abort.signal,
-    });
-  } catch (err) {
-    if (counter?.overLimit) throw payloadTooLarge(ctx);
-    throw mapUpstreamError(err);
+  for (;;) {
+    ctx.upstreamTarget = target.origin;
+    try {
+      upstreamResponse = await target.pool.request({
+        method: method as 'GET',
+        path,
+        headers,
+        body: counter,
+        headersTimeout: Math.max(1, deadline - Date.now()),
+        bodyTimeout: timeoutMs,
+        signal: ctx.abort.signal,
+      });
+      break;
+    } catch (err) {
+      if (ctx.abort.signal.aborted || counter?.overLimit) {
+        target.breaker.release(); // the client's doing, not the target's
+        if (counter?.overLimit) throw payloadTooLarge(ctx);
+        throw err;
+      }
+      const failure = mapUpstreamError(err);
+      if (failure.code === 'invalid_request') {
+        target.breaker.release();
+        throw failure;
+      }
+      target.breaker.failure();
+      if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
+      retriesLeft--;
+      target = pickAnother(ctx, target, failure);
+    }
   }
 
+  if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
+  else target.breaker.success();
   ctx.status = upstreamResponse.statusCode;
   res.writeHead(upstreamResponse.statusCode, {
     ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId),
@@ -68,6 +99,15 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   const failure = await relay(upstreamResponse.body, res);
   if (failure && !ctx.abort.signal.aborted) {
     ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
+  }
+}
+
+/** Another target for a retry; if none takes traffic, the failure that prompted the retry stands. */
+function pickAnother(ctx: RequestContext, failed: Target, failure: GatewayError): Target {
+  try {
+    return ctx.runtime.upstreams.pick(ctx.route!.route.upstream, failed);
+  } catch {
+    throw failure;
   }
 }
 

@@ -46,7 +46,7 @@ describe('good fixtures', () => {
       { requests: 60, per: 60_000 },
       { requests: 1000, per: 86_400_000 },
     ]);
-    expect(config.upstreams.demo).toEqual({ targets: ['http://127.0.0.1:9001'], timeout_ms: 5000, connections: 128 });
+    expect(config.upstreams.demo).toEqual({ targets: ['http://127.0.0.1:9001'], timeout_ms: 5000, connections: 128, breaker: { failures: 5, cooldown: 10_000, on_5xx: false } });
     expect(config.routes.map((r) => [r.name, r.match.path_prefix, r.match.methods, r.upstream, r.scopes])).toEqual([
       ['users', '/v1/users', ['GET', 'POST'], 'demo', ['users:read']],
       ['echo', '/v1/echo', undefined, 'demo', ['echo:read']],
@@ -61,7 +61,7 @@ describe('good fixtures', () => {
 
   test('defaults are applied', () => {
     const expected: Config = {
-      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384 },
+      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384, max_in_flight: 0 },
       admin: { host: '127.0.0.1', port: 9090 },
       store: { timeout_ms: 100, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
@@ -70,7 +70,7 @@ describe('good fixtures', () => {
       rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 } },
       log: { level: 'info' },
       tiers: { free: { limits: [], scopes: [] } },
-      upstreams: { app: { targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, connections: 128 } },
+      upstreams: { app: { targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, connections: 128, breaker: { failures: 5, cooldown: 10_000, on_5xx: false } } },
       routes: [
         {
           name: 'all',
@@ -81,6 +81,7 @@ describe('good fixtures', () => {
           max_body_bytes: 10 * 1024 * 1024,
           strip_prefix: false,
           limits: {},
+          retries: 1,
         },
       ],
       keys: [],
@@ -109,6 +110,7 @@ describe('good fixtures', () => {
       max_body_bytes: 1024 * 1024,
       strip_prefix: true,
       limits: { free: [{ requests: 5, per: 1000 }] },
+      retries: 1,
     });
     expect(config.rate_limiting).toEqual({ ietf_headers: true, failed_keys: { max_attempts: 5, per: 30_000, block_for: 60_000 } });
     expect(config.keys[0]).toEqual({ name: 'demo', tier: 'free', key: 'sk_test_0123456789abcdef', scopes: ['users:read'] });
