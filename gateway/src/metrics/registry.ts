@@ -1,9 +1,71 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-// Every metric name and label is declared here, and only here. Labels stay low-cardinality:
-// tier and route names, never keys or paths.
+// Every metric name and label is declared here, and only here (the README's metrics table lists
+// them; the Grafana dashboard and the alert rules use exactly these names — a test checks both).
+// Labels stay low-cardinality: route, tier and upstream names from the config, never keys or paths.
 
 export const registry = new Registry();
+// prom-client's standard process and Node.js metrics, under their usual names (process_*, nodejs_*).
+collectDefaultMetrics({ register: registry });
+
+// From 0.25 ms to 10 s: a gateway's own overhead is sub-millisecond, upstreams take seconds.
+const LATENCY_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+// ---- requests -------------------------------------------------------------------------------
+
+export const requests = new Counter({
+  name: 'sluice_requests_total',
+  help: 'Requests answered on the public listener, by route ("none" before a route matched), method and status.',
+  labelNames: ['route', 'method', 'status'] as const,
+  registers: [registry],
+});
+
+export const errors = new Counter({
+  name: 'sluice_errors_total',
+  help: 'Error envelopes sent, by envelope code and status; every envelope counts exactly once.',
+  labelNames: ['code', 'status'] as const,
+  registers: [registry],
+});
+
+export const requestDuration = new Histogram({
+  name: 'sluice_request_duration_seconds',
+  help: 'Time from request to the end of the answer, by route.',
+  labelNames: ['route'] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const inFlight = new Gauge({
+  name: 'sluice_in_flight_requests',
+  help: 'Requests being handled by this replica now.',
+  registers: [registry],
+});
+
+// ---- upstreams ------------------------------------------------------------------------------
+
+export const upstreamDuration = new Histogram({
+  name: 'sluice_upstream_duration_seconds',
+  help: 'Time until the upstream answered with headers, by upstream (each attempt).',
+  labelNames: ['upstream'] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const upstreamErrors = new Counter({
+  name: 'sluice_upstream_errors_total',
+  help: 'Failed upstream attempts at the transport level, by upstream and envelope code (bad_gateway, gateway_timeout).',
+  labelNames: ['upstream', 'code'] as const,
+  registers: [registry],
+});
+
+export const upstreamBreakerState = new Gauge({
+  name: 'sluice_upstream_breaker_state',
+  help: 'Breaker of each upstream target: 0 closed (healthy), 1 open (ejected), 2 half-open (one trial).',
+  labelNames: ['upstream', 'target'] as const,
+  registers: [registry],
+});
+
+// ---- rate limiting and keys -----------------------------------------------------------------
 
 export const rateLimitDecisions = new Counter({
   name: 'sluice_ratelimit_decisions_total',
@@ -24,6 +86,42 @@ export const rateLimitFallbackEngaged = new Counter({
   registers: [registry],
 });
 
+export const failedKeyBlocks = new Counter({
+  name: 'sluice_failed_key_blocks_total',
+  help: 'Requests refused with too_many_failed_attempts (client address over the failed-key limit).',
+  registers: [registry],
+});
+
+export const keyCacheLookups = new Counter({
+  name: 'sluice_key_cache_lookups_total',
+  help: 'Key lookups by result: hit (cached), miss (asked the store), stale (expired entry served while the store was down).',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});
+
+export const keysUnknownTier = new Counter({
+  name: 'sluice_keys_unknown_tier_total',
+  help: 'Requests with a key whose tier is no longer in the config (answered 403).',
+  registers: [registry],
+});
+
+// ---- Redis and config -----------------------------------------------------------------------
+
+export const redisDuration = new Histogram({
+  name: 'sluice_redis_duration_seconds',
+  help: 'Redis round trips by operation (ratelimit, key_lookup, key_read, marker, ...).',
+  labelNames: ['operation'] as const,
+  buckets: LATENCY_BUCKETS,
+  registers: [registry],
+});
+
+export const redisErrors = new Counter({
+  name: 'sluice_redis_errors_total',
+  help: 'Failed Redis round trips (timeouts, disconnects, errors) by operation.',
+  labelNames: ['operation'] as const,
+  registers: [registry],
+});
+
 export const configReloads = new Counter({
   name: 'sluice_config_reloads_total',
   help: 'Config reloads (SIGHUP or file change), by result (ok | failed).',
@@ -31,8 +129,15 @@ export const configReloads = new Counter({
   registers: [registry],
 });
 
-export const failedKeyBlocks = new Counter({
-  name: 'sluice_failed_key_blocks_total',
-  help: 'Requests refused with too_many_failed_attempts (client address over the failed-key limit).',
-  registers: [registry],
-});
+/** Times a Redis round trip into the duration histogram, and counts its failure. */
+export async function timeRedis<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  const end = redisDuration.startTimer({ operation });
+  try {
+    return await run();
+  } catch (err) {
+    redisErrors.inc({ operation });
+    throw err;
+  } finally {
+    end();
+  }
+}
