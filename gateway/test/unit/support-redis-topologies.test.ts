@@ -13,13 +13,19 @@ import {
 } from '../support/redis';
 
 const started: (TestRedisCluster | TestSentinelGroup)[] = [];
-const clients: (Redis | Cluster)[] = [];
+// Clients a test has not closed itself (it failed early).
+const openClients = new Set<Redis | Cluster>();
 
 afterAll(async () => {
-  // ioredis leaves a 2 s timer behind when disconnect() is called twice: only the ones still open.
-  for (const c of clients) if (c.status !== 'end') c.disconnect();
+  for (const c of openClients) c.disconnect();
   await Promise.all(started.map((t) => t.stop()));
 });
+
+// Exactly once per client: a second disconnect() leaves a 2 s ioredis timer that keeps jest from exiting.
+function close(client: Redis | Cluster): void {
+  openClients.delete(client);
+  client.disconnect();
+}
 
 function track<T extends TestRedisCluster | TestSentinelGroup>(topology: T): T {
   started.push(topology);
@@ -28,7 +34,7 @@ function track<T extends TestRedisCluster | TestSentinelGroup>(topology: T): T {
 
 function clusterClient(cluster: TestRedisCluster): Cluster {
   const client = new Cluster(cluster.nodes);
-  clients.push(client);
+  openClients.add(client);
   return client;
 }
 
@@ -95,7 +101,7 @@ test('a cluster of 3 masters serves keys in many slots, and stop() leaves no pro
   expect(sizes.reduce((a, b) => a + b)).toBe(KEYS.length);
 
   const pids = await pidsOf(cluster.nodes);
-  client.disconnect();
+  close(client);
   await cluster.stop();
   await expectAllGone(cluster.nodes, pids, dirsBefore);
   await expect(cluster.stop()).resolves.toBeUndefined();
@@ -128,7 +134,7 @@ test('with replicas, killMaster(0) promotes its replica and the client keeps rea
   await expectKeys(client, 'after');
   await expect(cluster.killMaster(0)).rejects.toThrow(/not running/);
 
-  client.disconnect();
+  close(client);
   await cluster.stop();
   await expectAllGone(everything, pids, dirsBefore);
 });
@@ -145,7 +151,7 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   // failoverDetector: ioredis drops its connection on +switch-master; without it, it would keep
   // writing to the old master until the sentinels demote it (10-20 s after the failover).
   const client = new Redis({ sentinels: group.sentinels, name: group.masterName, failoverDetector: true });
-  clients.push(client);
+  openClients.add(client);
   await client.set('before', '1');
   expect(await client.get('before')).toBe('1');
   expect(await redisCli(group.master.port, 'GET', 'before')).toBe('1');
@@ -170,7 +176,7 @@ test('a sentinel group: ioredis follows failover() to the former replica, and st
   // On that reconnect ioredis disconnects its old failover-detector sentinel clients a second time,
   // which leaves a 2 s (disconnectTimeout) timer each: let them run out so jest can exit cleanly.
   await sleep(2_100);
-  client.disconnect();
+  close(client);
   await group.stop();
   await expectAllGone(everything, pids, dirsBefore);
   await expect(group.stop()).resolves.toBeUndefined();

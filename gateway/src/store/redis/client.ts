@@ -40,6 +40,8 @@ export function createRedisClient(settings: RedisSettings, timeoutMs: number): R
       name: settings.sentinel.name,
       sentinels: settings.sentinel.sentinels.map(hostPort),
       sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+      // Subscribe to the sentinels' +switch-master: move to a new master at once, not on the next error.
+      failoverDetector: true,
     });
   }
   return new Redis(settings.url as string, common);
