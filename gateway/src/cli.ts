@@ -2,11 +2,14 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
+import { readFileSync } from 'node:fs';
+import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
+import { backupHeader, parseBackup } from './admin/backup';
+import { KeyService, type KeyWithSecret } from './admin/key-service';
+import { formatWindow } from './config/duration';
 import { startGateway } from './main';
-import { checkKeyAgainstTiers, toPublicKey } from './store/keys';
-import { connectKeyStore, openKeyStore } from './store/open';
+import { connectKeyStore, openRedisKeyStore } from './store/open';
 import { createLogger } from './log';
-import type { KeyStore } from './store/types';
 
 /** Loads and validates a config, or prints every problem with its path and exits 1. */
 function loadConfigOrExit(file: string): Config {
@@ -24,25 +27,51 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** The key commands work on the Redis store named in the config; embedded keys live inside the gateway. */
-async function withRedisStore<T>(configFile: string, run: (store: KeyStore, config: Config) => Promise<T>): Promise<T> {
-  const config = loadConfigOrExit(configFile);
-  if (!config.store.redis) {
-    fail(
-      'this config uses the embedded in-memory key store (no store.redis), so its keys live inside the running ' +
-        'gateway process and the CLI cannot reach them. Seed keys under `keys:` in the YAML, or configure store.redis.',
-    );
-  }
-  const store = openKeyStore(config);
+/** The Redis key store through the same KeyService as the admin API (changes reach every replica at once). */
+async function withRedisKeys<T>(config: Config, run: (service: KeyService) => Promise<T>): Promise<T> {
+  const { store, events } = openRedisKeyStore(config);
   try {
     if (!(await connectKeyStore(store, createLogger('silent'), Math.max(config.store.timeout_ms, 3000)))) {
       fail('cannot reach the Redis key store named in the config');
     }
-    return await run(store, config);
+    return await run(new KeyService({ store, events, config: () => config }));
   } finally {
     await store.close();
   }
 }
+
+/**
+ * Key commands: on the Redis store directly, or, with the embedded store (whose keys live inside the
+ * gateway process), through the running gateway's admin API, found with the same config file.
+ */
+async function withKeys<T>(configFile: string, run: (keys: KeyOperations, config: Config) => Promise<T>): Promise<T> {
+  const config = loadConfigOrExit(configFile);
+  if (config.store.redis) return withRedisKeys(config, (service) => run(service, config));
+  if (!config.admin.token) {
+    fail(
+      'this config uses the embedded in-memory key store (no store.redis): its keys live inside the running gateway and ' +
+        'the CLI reaches them through its admin API, which needs admin.token. Set admin.token, or configure store.redis.',
+    );
+  }
+  if (config.admin.port === 0) fail('admin.port is 0 (any free port): the CLI cannot find the running gateway; set a fixed admin.port');
+  const client = new AdminApiClient(adminBaseUrl(config), config.admin.token);
+  try {
+    return await run(client, config);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Backups hold hashes, which only the Redis store gives out (never the HTTP API). */
+function redisOnly(configFile: string, command: string): Config {
+  const config = loadConfigOrExit(configFile);
+  if (!config.store.redis) {
+    fail(`keys ${command} works on the Redis key store; the embedded store lives only in the gateway's memory (seed keys under \`keys:\` instead)`);
+  }
+  return config;
+}
+
+const shortKey = (created: KeyWithSecret) => JSON.stringify({ id: created.id, key: created.key, tier: created.tier, name: created.name });
 
 const program = new Command()
   .name('sluice')
@@ -74,30 +103,22 @@ configCommand
     console.log(`${file}: OK`);
   });
 
-const keys = program.command('keys').description('manage API keys in the Redis key store');
+const keys = program.command('keys').description('manage API keys (Redis store directly; embedded store through the running gateway)');
 keys
   .command('create')
   .description('create an API key and print it once')
-  .requiredOption('-c, --config <file>', 'gateway YAML config (names the Redis store)')
+  .requiredOption('-c, --config <file>', 'gateway YAML config (names the key store)')
   .requiredOption('--tier <tier>', 'tier of the key')
   .requiredOption('--name <name>', 'a name for people')
   .option('--scopes <list>', 'comma-separated scopes, a subset of the tier\'s')
-  .option('--expires-at <iso>', 'expiry time, ISO 8601')
+  .option('--expires-at <iso>', 'expiry time, ISO 8601 with a time zone (2027-01-01T00:00:00Z)')
   .option('--json', 'print {"id","key","tier","name"}')
   .action(async (opts: { config: string; tier: string; name: string; scopes?: string; expiresAt?: string; json?: boolean }) => {
-    await withRedisStore(opts.config, async (store, config) => {
+    await withKeys(opts.config, async (keyOps) => {
       const scopes = opts.scopes?.split(',').map((s) => s.trim()).filter(Boolean);
-      const problem = checkKeyAgainstTiers(config.tiers, { tier: opts.tier, scopes });
-      if (problem) fail(problem.message);
-      if (opts.expiresAt !== undefined && !(Date.parse(opts.expiresAt) > Date.now())) fail('--expires-at must be a future ISO 8601 time');
-      const { record, key } = await store.create({
-        name: opts.name,
-        tier: opts.tier,
-        scopes,
-        expires_at: opts.expiresAt && new Date(opts.expiresAt).toISOString(),
-      });
-      if (opts.json) console.log(JSON.stringify({ id: record.id, key, tier: record.tier, name: record.name }));
-      else console.log(`Created ${record.id} (name "${record.name}", tier ${record.tier}).\nAPI key (shown once, store it now): ${key}`);
+      const created = await keyOps.create({ name: opts.name, tier: opts.tier, scopes, expires_at: opts.expiresAt });
+      if (opts.json) console.log(shortKey(created));
+      else console.log(`Created ${created.id} (name "${created.name}", tier ${created.tier}).\nAPI key (shown once, store it now): ${created.key}`);
     });
   });
 
@@ -107,11 +128,32 @@ keys
   .requiredOption('-c, --config <file>', 'gateway YAML config')
   .option('--json', 'one JSON object per line')
   .action(async (opts: { config: string; json?: boolean }) => {
-    await withRedisStore(opts.config, async (store) => {
-      for (const record of await store.list()) {
-        const shown = toPublicKey(record);
-        if (opts.json) console.log(JSON.stringify(shown));
-        else console.log(`${shown.id}\t${shown.status}\t${shown.tier}\t${shown.name}${shown.expires_at ? `\texpires ${shown.expires_at}` : ''}`);
+    await withKeys(opts.config, async (keyOps) => {
+      let cursor: string | null = null;
+      do {
+        const page = await keyOps.list(cursor === null ? { limit: '500' } : { limit: '500', cursor });
+        for (const shown of page.keys) {
+          if (opts.json) console.log(JSON.stringify(shown));
+          else console.log(`${shown.id}\t${shown.status}\t${shown.tier}\t${shown.name}${shown.expires_at ? `\texpires ${shown.expires_at}` : ''}`);
+        }
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+    });
+  });
+
+keys
+  .command('rotate <id>')
+  .description('give a key a new secret (printed once); the old one keeps working for admin.rotation_grace')
+  .requiredOption('-c, --config <file>', 'gateway YAML config')
+  .option('--json', 'print {"id","key","tier","name"}')
+  .action(async (id: string, opts: { config: string; json?: boolean }) => {
+    await withKeys(opts.config, async (keyOps, config) => {
+      const rotated = await keyOps.rotate(id);
+      if (opts.json) console.log(shortKey(rotated));
+      else {
+        const grace = config.admin.rotation_grace;
+        console.log(`Rotated ${id}.\nNew API key (shown once, store it now): ${rotated.key}`);
+        console.log(grace > 0 ? `The previous key keeps working for ${formatWindow(grace)}.` : 'The previous key no longer works.');
       }
     });
   });
@@ -121,9 +163,48 @@ keys
   .description('revoke a key (kept for audit)')
   .requiredOption('-c, --config <file>', 'gateway YAML config')
   .action(async (id: string, opts: { config: string }) => {
-    await withRedisStore(opts.config, async (store) => {
-      if (!(await store.revoke(id))) fail(`no key with id ${id}`);
-      console.log(`Revoked ${id}. Replicas stop accepting it when their cache entry expires (store.cache.ttl).`);
+    await withKeys(opts.config, async (keyOps) => {
+      await keyOps.revoke(id);
+      console.log(`Revoked ${id}. Every replica stops accepting it within about a second.`);
+    });
+  });
+
+keys
+  .command('export')
+  .description('write every key (metadata and SHA-256 hashes, never a plaintext key) as JSON lines to stdout')
+  .requiredOption('-c, --config <file>', 'gateway YAML config (names the Redis store)')
+  .action(async (opts: { config: string }) => {
+    await withRedisKeys(redisOnly(opts.config, 'export'), async (service) => {
+      console.log(backupHeader());
+      for await (const record of service.exportRecords()) console.log(JSON.stringify(record));
+    });
+  });
+
+keys
+  .command('import <file>')
+  .description('restore keys from an export ("-" reads stdin) into the Redis store, and its marker')
+  .requiredOption('-c, --config <file>', 'gateway YAML config (names the Redis store)')
+  .action(async (file: string, opts: { config: string }) => {
+    const config = redisOnly(opts.config, 'import');
+    let records;
+    try {
+      records = parseBackup(readFileSync(file === '-' ? 0 : file, 'utf8'));
+    } catch (err) {
+      fail(`${file}: ${(err as Error).message}; nothing was imported`);
+    }
+    await withRedisKeys(config, async (service) => {
+      let failed = 0;
+      for (const record of records) {
+        try {
+          await service.importRecord(record);
+        } catch (err) {
+          failed++;
+          console.error(`sluice: ${record.id}: ${(err as Error).message}`);
+        }
+      }
+      await service.restoreMarker();
+      console.log(`Imported ${records.length - failed} of ${records.length} keys.`);
+      if (failed > 0) process.exitCode = 1;
     });
   });
 

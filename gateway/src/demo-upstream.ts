@@ -24,3 +24,11 @@ export function startDemoUpstream(host: string, port: number): Promise<http.Serv
     server.listen(port, host, () => resolve(server));
   });
 }
+
+// `node dist/demo-upstream.js`: the demo backend on its own (docker-compose runs it this way).
+if (require.main === module) {
+  const host = process.env.HOST ?? '0.0.0.0';
+  const port = Number(process.env.PORT ?? 9001);
+  void startDemoUpstream(host, port).then(() => console.log(JSON.stringify({ msg: 'demo upstream listening', host, port })));
+  process.once('SIGTERM', () => process.exit(0));
+}

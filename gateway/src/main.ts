@@ -1,17 +1,19 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
+import { KeyService } from './admin/key-service';
+import { createKeysApi } from './admin/keys-api';
 import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
-import { configReloads } from './metrics/registry';
+import { configReloads, registry, setBreakerSource } from './metrics/registry';
 import { createLogger } from './log';
 import { TrustedProxies } from './proxy/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
 import { GatewayServer } from './server';
-import { StoreHealth } from './store/health';
+import { StoreHealth, type StoreState } from './store/health';
 import { KeyCache } from './store/key-cache';
 import { connectKeyStore, openBackends, type Backends } from './store/open';
 import { RateLimitPlan } from './ratelimit/plan';
@@ -57,6 +59,18 @@ async function seedKeys(config: Config, store: KeyStore, log: Logger): Promise<v
   }
 }
 
+/**
+ * Ready: not draining, the key store holds its marker, and Redis answers — or, under fail_open_local,
+ * the replica can do without it for now (cached keys, local limits): taking every replica out of the
+ * load balancer because Redis blinked would turn a degraded service into an outage.
+ */
+function notReadyReason(draining: boolean, store: StoreState, policy: Config['failure_policy']): string | null {
+  if (draining) return 'draining';
+  if (store === 'marker_missing') return 'marker_missing';
+  if (store === 'unreachable' && policy === 'fail_closed') return 'unreachable';
+  return null;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Wiring only: store, runtime, public and admin listeners, health watch, reload, drain. */
@@ -80,9 +94,12 @@ export async function startGateway(
   const health = new StoreHealth(store, log);
   let draining = false;
   const server = new GatewayServer(() => runtime);
-  const admin = createAdminServer({
-    notReadyReason: () => (draining ? 'draining' : health.state === 'ok' ? null : health.state),
-  });
+  backends.keyEvents.listen(keyCache); // a key changed on any replica: drop it here too
+  const keyService = new KeyService({ store, events: backends.keyEvents, limiter: backends.limiter, config: () => runtime.config, log });
+  const admin = createAdminServer(
+    { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) },
+    createKeysApi({ service: keyService, token: config.admin.token, log }),
+  );
   await health.check();
   health.start();
 
@@ -117,6 +134,8 @@ export async function startGateway(
     log.info({ routes: next.routes.length, upstreams: Object.keys(next.upstreams).length, tiers: Object.keys(next.tiers).length }, 'config reloaded');
     return true;
   };
+  setBreakerSource(() => runtime.upstreams.targets().map((t) => ({ upstream: t.upstream, target: t.origin, state: t.breaker.state })));
+  registry.setDefaultLabels(config.metrics.default_labels);
   const stopWatching = options.configFile ? watchConfigFile(options.configFile, reload) : () => undefined;
 
   let shuttingDown: Promise<void> | undefined;

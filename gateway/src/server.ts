@@ -7,6 +7,8 @@ import type { ErrorCode } from './errors/catalogue';
 import type { RequestContext, Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { newRequestId, requestId } from './pipeline/request-id';
+import { finish } from './pipeline/finish';
+import { inFlight as inFlightGauge } from './metrics/registry';
 import type { Runtime } from './runtime';
 
 // A server-to-client WebSocket close frame (unmasked): FIN + opcode 8, 2-byte payload, status 1001.
@@ -24,7 +26,9 @@ export class GatewayServer {
     this.http = http.createServer({
       maxHeaderSize: listen.max_header_bytes,
       // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
-      headersTimeout: 20_000,
+      headersTimeout: listen.headers_timeout,
+      // How often node checks that timeout (default 30 s would make a short one meaningless).
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, listen.headers_timeout / 2)),
       requestTimeout: 0,
       keepAliveTimeout: 5_000,
     });
@@ -67,10 +71,11 @@ export class GatewayServer {
     const cap = ctx.runtime.config.listen.max_in_flight;
     if (cap > 0 && this.inFlight >= cap) {
       // Shedding: a fast 503 now beats a slow answer for everyone (latency collapse) later.
-      void runPipeline(ctx, [requestId, shed], logAccess);
+      void runPipeline(ctx, [requestId, shed], finish);
       return;
     }
     this.inFlight++;
+    inFlightGauge.inc();
     // While draining, every answer tells the client not to reuse the connection.
     if (this.closing) res.shouldKeepAlive = false;
     res.once('close', () => {
@@ -78,7 +83,8 @@ export class GatewayServer {
     });
     void runPipeline(ctx, httpSteps, (done) => {
       this.inFlight--;
-      logAccess(done);
+      inFlightGauge.dec();
+      finish(done);
     });
   }
 
@@ -91,7 +97,7 @@ export class GatewayServer {
       this.upgrades.delete(reply);
     });
     this.upgrades.add(reply);
-    void runPipeline(ctx, upgradeSteps, logAccess);
+    void runPipeline(ctx, upgradeSteps, finish);
   }
 
   /** Requests node's parser refused: answer with an envelope if the socket still can take one. */
@@ -148,24 +154,4 @@ function shed(): never {
     message: 'The gateway is at capacity. Please try again shortly.',
     headers: { 'retry-after': '1' },
   });
-}
-
-function logAccess(ctx: RequestContext): void {
-  const { log } = ctx.runtime;
-  if (!log.isLevelEnabled('info')) return;
-  log.info(
-    {
-      request_id: ctx.requestId,
-      route: ctx.route?.route.name,
-      method: ctx.req.method,
-      status: ctx.status,
-      code: ctx.error?.code,
-      duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
-      upstream: ctx.upstreamTarget,
-      consumer_id: ctx.consumer?.id,
-      tier: ctx.consumer?.tier,
-      client: ctx.clientAddress,
-    },
-    'request',
-  );
 }

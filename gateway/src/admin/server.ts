@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { envelopeResponse, GatewayError } from '../errors/envelope';
 import { registry } from '../metrics/registry';
 import { newRequestId } from '../pipeline/request-id';
+import { isKeysApiPath, type KeysApi } from './keys-api';
 
 export interface Readiness {
   /** Null when ready, else a short reason safe to show (no secrets). */
@@ -27,12 +28,27 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string): v
 
 /**
  * The admin listener (its own host and port, loopback by default). `/healthz`, `/readyz` and
- * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them.
+ * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them; the key API
+ * under `/v1/keys` needs the admin bearer token.
  */
-export function createAdminServer(readiness: Readiness): http.Server {
+export function createAdminServer(readiness: Readiness, keysApi?: KeysApi): http.Server {
   return http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const requestId = newRequestId();
-    const path = (req.url ?? '/').split('?')[0];
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      sendError(res, new GatewayError('invalid_request'), requestId);
+      return;
+    }
+    const path = url.pathname;
+    if (keysApi && isKeysApiPath(path)) {
+      void keysApi(req, path, url.searchParams, requestId).then((answer) => {
+        if (answer instanceof GatewayError) sendError(res, answer, requestId);
+        else sendJson(res, answer.status, answer.body, requestId);
+      });
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(res, new GatewayError('route_not_found'), requestId);
       return;

@@ -144,12 +144,16 @@ const listenSchema = z.strictObject({
   max_header_bytes: byteSize(1).default(16384),
   // Per-replica cap on requests in flight; past it, a fast 503 instead of queueing. 0 = no cap.
   max_in_flight: integer(0).default(0),
+  // A client must send all its headers within this (slowloris guard); else 408 request_timeout.
+  headers_timeout: duration().prefault('20s'),
 });
 
 const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   port: integer(0, 65535).default(9090),
   token: nonEmpty.optional(), // an empty token from an unset-but-defaulted env var must not disable auth
+  // How long a rotated-out key keeps working, so clients can switch over (0s: it stops at once).
+  rotation_grace: duration({ allowZero: true }).prefault('24h'),
 });
 
 const redisSchema = z
@@ -299,9 +303,17 @@ export const configSchema = z
           .prefault({}),
       })
       .prefault({}),
+    metrics: z
+      .strictObject({
+        // Labels added to every metric of this replica, e.g. { instance: "${HOSTNAME}" }.
+        default_labels: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { error: 'expected a Prometheus label name' }), z.string()).default({}),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        // Fraction of successful requests written to the access log (failures are always logged).
+        access_sample: z.number({ error: 'expected a number from 0 to 1' }).min(0).max(1).default(1),
       })
       .prefault({}),
     tiers: nonEmptyRecord(tierSchema, 'tier'),

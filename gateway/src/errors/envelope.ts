@@ -1,3 +1,4 @@
+import { errors as errorsSent } from '../metrics/registry';
 import { catalogue, type ErrorCode } from './catalogue';
 
 export type ErrorDetails = Record<string, string | number | boolean | null>;
@@ -37,8 +38,12 @@ export function asGatewayError(err: unknown, requestId: string): GatewayError {
   return new GatewayError('internal_error', { details: { request_id: requestId }, cause: err });
 }
 
-/** Status, headers and body of an envelope response, for node:http or a raw socket. */
+/**
+ * Status, headers and body of an envelope response, for node:http or a raw socket. Every envelope
+ * sent is built here, once, which is why it is counted here (sluice_errors_total).
+ */
 export function envelopeResponse(err: GatewayError, requestId: string) {
+  errorsSent.inc({ code: err.code, status: String(err.status) });
   const body = JSON.stringify(toEnvelope(err));
   const headers: Record<string, string> = {
     'content-type': ENVELOPE_CONTENT_TYPE,

@@ -58,11 +58,30 @@ export const upstreamErrors = new Counter({
   registers: [registry],
 });
 
+export interface BreakerReading {
+  upstream: string;
+  target: string;
+  state: 'closed' | 'open' | 'half_open';
+}
+let breakerSource: () => BreakerReading[] = () => [];
+
+/** Where the breaker gauge reads its values at scrape time (the current runtime's upstreams). */
+export function setBreakerSource(source: () => BreakerReading[]): void {
+  breakerSource = source;
+}
+
+const BREAKER_VALUES = { closed: 0, open: 1, half_open: 2 } as const;
+
 export const upstreamBreakerState = new Gauge({
   name: 'sluice_upstream_breaker_state',
   help: 'Breaker of each upstream target: 0 closed (healthy), 1 open (ejected), 2 half-open (one trial).',
   labelNames: ['upstream', 'target'] as const,
   registers: [registry],
+  // Read at scrape time, so targets removed by a reload disappear with them.
+  collect() {
+    this.reset();
+    for (const { upstream, target, state } of breakerSource()) this.set({ upstream, target }, BREAKER_VALUES[state]);
+  },
 });
 
 // ---- rate limiting and keys -----------------------------------------------------------------
@@ -102,6 +121,12 @@ export const keyCacheLookups = new Counter({
 export const keysUnknownTier = new Counter({
   name: 'sluice_keys_unknown_tier_total',
   help: 'Requests with a key whose tier is no longer in the config (answered 403).',
+  registers: [registry],
+});
+
+export const keyEventsSubscribed = new Gauge({
+  name: 'sluice_key_events_subscribed',
+  help: '1 while this replica hears key changes (revoke, rotate, tier) from Redis pub/sub, else 0.',
   registers: [registry],
 });
 

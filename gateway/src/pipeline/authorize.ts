@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/envelope';
+import { keysUnknownTier } from '../metrics/registry';
 import type { RequestContext } from './context';
 
 /**
@@ -17,7 +18,8 @@ export function authorize(ctx: RequestContext): void {
   const consumer = ctx.consumer!;
   const tier = ctx.runtime.config.tiers[consumer.tier];
   if (!tier) {
-    throw new GatewayError('forbidden', { message: 'The tier of this API key is not configured on this gateway.' });
+    keysUnknownTier.inc(); // the tier left the config after the key was made: operators must move the key
+    throw new GatewayError('forbidden', { message: 'The tier of this API key is no longer configured on this gateway.' });
   }
   const granted = effectiveScopes(consumer.scopes, tier.scopes);
   if (granted.includes('*')) return;

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { mapUpstreamError } from '../errors/upstream';
+import { upstreamErrors } from '../metrics/registry';
 import type { RequestContext } from './context';
 import { upstreamRequest } from './proxy';
 
@@ -51,7 +52,9 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
       throw err;
     }
     target.breaker.failure();
-    throw mapUpstreamError(err);
+    const failure = mapUpstreamError(err);
+    upstreamErrors.inc({ upstream: ctx.route!.route.upstream, code: failure.code });
+    throw failure;
   }
   target.breaker.success();
   const upstreamSocket = upgraded.socket;

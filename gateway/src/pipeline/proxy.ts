@@ -6,6 +6,7 @@ import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../proxy/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import type { Target } from '../proxy/upstreams';
+import { upstreamDuration, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
 import type { RequestContext } from './context';
@@ -60,6 +61,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   let upstreamResponse;
   for (;;) {
     ctx.upstreamTarget = target.origin;
+    const attemptTimer = upstreamDuration.startTimer({ upstream: route.upstream });
     try {
       upstreamResponse = await target.pool.request({
         method: method as 'GET',
@@ -70,6 +72,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
         bodyTimeout: timeoutMs,
         signal: ctx.abort.signal,
       });
+      attemptTimer();
       break;
     } catch (err) {
       if (ctx.abort.signal.aborted || counter?.overLimit) {
@@ -83,6 +86,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
         throw failure;
       }
       target.breaker.failure();
+      upstreamErrors.inc({ upstream: route.upstream, code: failure.code });
       if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
       retriesLeft--;
       target = pickAnother(ctx, target, failure);

@@ -1,5 +1,10 @@
-import type { Config } from '../config/schema';
+import type { Config, Tier } from '../config/schema';
 import type { WindowSpec } from '../store/limiter';
+
+/** A tier's own windows, counted per key across all routes (usage reports read the same counters). */
+export function tierWindows(tier: Tier): WindowSpec[] {
+  return tier.limits.map((l) => ({ name: String(l.per), limit: l.requests, windowMs: l.per }));
+}
 
 /**
  * Which windows apply to a (tier, route) pair: the tier's own, counted per key across all routes, plus
@@ -10,14 +15,14 @@ export class RateLimitPlan {
 
   constructor(config: Config) {
     for (const [tierName, tier] of Object.entries(config.tiers)) {
-      const tierWindows = tier.limits.map((l) => ({ name: String(l.per), limit: l.requests, windowMs: l.per }));
+      const ownWindows = tierWindows(tier);
       for (const route of config.routes) {
         const routeWindows = (route.limits[tierName] ?? []).map((l) => ({
           name: `${route.name}:${l.per}`,
           limit: l.requests,
           windowMs: l.per,
         }));
-        this.byTierAndRoute.set(`${tierName}\n${route.name}`, [...tierWindows, ...routeWindows]);
+        this.byTierAndRoute.set(`${tierName}\n${route.name}`, [...ownWindows, ...routeWindows]);
       }
     }
   }

@@ -1,41 +1,115 @@
 import { LRUCache } from 'lru-cache';
-import { hashSecret } from './keys';
+import { keyCacheLookups } from '../metrics/registry';
+import { hashSecret, opensWith } from './keys';
 import { StoreUnavailableError, type ApiKeyRecord, type KeyStore } from './types';
+
+interface Entry {
+  record: ApiKeyRecord;
+  /** The epoch it was read in: entries of an older epoch must be checked with the store again. */
+  epoch: number;
+}
 
 /**
  * A small per-replica cache in front of the key store, so a hot key costs no Redis call.
  * Entries live `ttlMs`; while the store cannot answer, an expired entry is still served
  * (a known customer keeps working through a Redis outage), and an unknown key is a 503, never a 401.
+ * A key changed anywhere is dropped at once through `invalidate(id)` (see key-events.ts).
  */
+const STORE_RETRY_MS = 1000;
+
 export class KeyCache {
-  private readonly cache: LRUCache<string, ApiKeyRecord>;
+  private readonly cache: LRUCache<string, Entry>;
+  /** The secret hashes cached for each key id, so all of a key's entries can be dropped together. */
+  private readonly hashesById = new Map<string, Set<string>>();
+  /** Bumped by every invalidation: a lookup that started before one must not cache what it read. */
+  private generation = 0;
+  /** Bumped by expireAll(). */
+  private epoch = 0;
+  /**
+   * For a moment after the store failed, a key we hold (however old) is served without asking the
+   * store again, so known customers do not each wait out a timeout during an outage. Keys we do not
+   * hold still ask: nothing else can tell whether they are valid.
+   */
+  private storeDownUntil = 0;
 
   constructor(
     private readonly store: KeyStore,
     options: { ttlMs: number; maxEntries: number },
   ) {
-    this.cache = new LRUCache({ max: options.maxEntries, ttl: options.ttlMs, noDeleteOnStaleGet: true });
+    this.cache = new LRUCache({
+      max: options.maxEntries,
+      ttl: options.ttlMs,
+      noDeleteOnStaleGet: true,
+      dispose: (entry, secretHash) => this.unindex(entry.record.id, secretHash),
+    });
   }
 
-  /** The key record a plaintext secret opens (usable or not), or null when the store has none. */
+  /**
+   * The key record a plaintext secret opens (usable or not), or null when the store has none or the
+   * secret no longer opens it (rotated out and past its grace period).
+   */
   async find(secret: string): Promise<{ record: ApiKeyRecord | null; cached: boolean }> {
     const secretHash = hashSecret(secret);
+    const opened = (record: ApiKeyRecord | null) => (record && opensWith(record, secretHash) ? record : null);
     const fresh = this.cache.get(secretHash);
-    if (fresh) return { record: fresh, cached: true };
+    if (fresh && fresh.epoch === this.epoch) {
+      keyCacheLookups.inc({ result: 'hit' });
+      return { record: opened(fresh.record), cached: true };
+    }
+    if (Date.now() < this.storeDownUntil && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash, opened);
+    const generation = this.generation;
     try {
       const record = await this.store.findBySecretHash(secretHash);
-      if (record) this.cache.set(secretHash, record);
-      else this.cache.delete(secretHash);
-      return { record, cached: false };
+      keyCacheLookups.inc({ result: 'miss' });
+      if (!record) this.cache.delete(secretHash);
+      else if (generation === this.generation) this.remember(secretHash, record);
+      return { record: opened(record), cached: false };
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
-      const stale = this.cache.get(secretHash, { allowStale: true });
-      if (stale) return { record: stale, cached: true };
-      throw err;
+      this.storeDownUntil = Date.now() + STORE_RETRY_MS;
+      return this.withoutStore(secretHash, opened, err);
     }
   }
 
-  clear(): void {
-    this.cache.clear();
+  /** While the store cannot answer: the entry we have, however old, or the store's failure. */
+  private withoutStore(
+    secretHash: string,
+    opened: (record: ApiKeyRecord | null) => ApiKeyRecord | null,
+    cause?: StoreUnavailableError,
+  ): { record: ApiKeyRecord | null; cached: boolean } {
+    const stale = this.cache.get(secretHash, { allowStale: true });
+    keyCacheLookups.inc({ result: stale ? 'stale' : 'miss' });
+    if (!stale) throw cause ?? new StoreUnavailableError('the key store failed moments ago');
+    return { record: opened(stale.record), cached: true };
+  }
+
+  /** Drops every entry of one key: it was changed (revoked, rotated, new tier) on some replica. */
+  invalidate(id: string): void {
+    this.generation++;
+    for (const secretHash of [...(this.hashesById.get(id) ?? [])]) this.cache.delete(secretHash);
+  }
+
+  /**
+   * Changes may have been missed (the change feed was disconnected): no entry is used again before the
+   * store has confirmed it. Entries stay only as the outage fallback, like entries past their TTL, so
+   * Redis coming back empty does not turn every known customer into a 503.
+   */
+  expireAll(): void {
+    this.generation++;
+    this.epoch++;
+  }
+
+  private remember(secretHash: string, record: ApiKeyRecord): void {
+    this.cache.set(secretHash, { record, epoch: this.epoch }); // disposes (and unindexes) an entry it replaces first
+    let hashes = this.hashesById.get(record.id);
+    if (!hashes) this.hashesById.set(record.id, (hashes = new Set()));
+    hashes.add(secretHash);
+  }
+
+  private unindex(id: string, secretHash: string): void {
+    const hashes = this.hashesById.get(id);
+    if (!hashes) return;
+    hashes.delete(secretHash);
+    if (hashes.size === 0) this.hashesById.delete(id);
   }
 }

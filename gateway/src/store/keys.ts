@@ -6,6 +6,8 @@ import type { ApiKeyRecord, NewKey, PublicKey } from './types';
 
 export const KEY_PREFIX = 'sk_live_';
 export const IMPORTED_KEY_PATTERN = /^[A-Za-z0-9_-]{16,256}$/;
+/** What generateKeyId() makes (and backups may bring back). */
+export const KEY_ID_PATTERN = /^key_[A-Za-z0-9_-]{1,64}$/;
 
 /** 192 random bits, base64url, with a prefix that makes leaked keys easy to spot. */
 export function generateSecret(): string {
@@ -20,15 +22,22 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-/** Timing-safe check that a record really holds this hash (the lookup index alone is not trusted). */
-export function recordHasHash(record: ApiKeyRecord, secretHash: string): boolean {
+/** Timing-safe: whether `hash` is one of `hashes` (the lookup index alone is not trusted). */
+function holdsHash(hashes: readonly string[], secretHash: string): boolean {
   const wanted = Buffer.from(secretHash, 'hex');
   let found = false;
-  for (const stored of record.secret_hashes) {
+  for (const stored of hashes) {
     const candidate = Buffer.from(stored, 'hex');
     if (candidate.length === wanted.length && timingSafeEqual(candidate, wanted)) found = true;
   }
   return found;
+}
+
+/** Whether this secret opens the record now: its current secret, or a rotated-out one still in its grace period. */
+export function opensWith(record: ApiKeyRecord, secretHash: string, nowMs = Date.now()): boolean {
+  if (holdsHash(record.secret_hashes, secretHash)) return true;
+  const graced = (record.previous_secrets ?? []).filter((p) => Date.parse(p.until) > nowMs).map((p) => p.hash);
+  return holdsHash(graced, secretHash);
 }
 
 /** A fresh record and its plaintext secret for a create request. */
@@ -47,9 +56,29 @@ export function newRecord(input: NewKey, now = new Date()): { record: ApiKeyReco
   return { record, key };
 }
 
+/** Named fields only, so a field added to the record later is never shown by accident. */
 export function toPublicKey(record: ApiKeyRecord): PublicKey {
-  const { secret_hashes: _hashes, ...rest } = record;
-  return rest;
+  const shown: PublicKey = { id: record.id, name: record.name, tier: record.tier, scopes: record.scopes, status: record.status, created_at: record.created_at };
+  if (!record.scopes) delete shown.scopes;
+  for (const field of ['updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) {
+    if (record[field] !== undefined) shown[field] = record[field];
+  }
+  return shown;
+}
+
+/**
+ * The record after a rotation: `newHash` is the current secret; the old current ones keep working for
+ * `graceMs` (none when 0); retired secrets whose grace is over are dropped.
+ */
+export function rotatedRecord(record: ApiKeyRecord, newHash: string, graceMs: number, nowMs = Date.now()): ApiKeyRecord {
+  const now = new Date(nowMs).toISOString();
+  const until = new Date(nowMs + graceMs).toISOString();
+  const stillGraced = (record.previous_secrets ?? []).filter((p) => Date.parse(p.until) > nowMs);
+  const retiring = graceMs > 0 ? record.secret_hashes.map((hash) => ({ hash, until })) : [];
+  const { previous_secrets: _old, ...rest } = record;
+  const rotated: ApiKeyRecord = { ...rest, secret_hashes: [newHash], rotated_at: now, updated_at: now };
+  if (stillGraced.length + retiring.length > 0) rotated.previous_secrets = [...stillGraced, ...retiring];
+  return rotated;
 }
 
 /** Active and not past its expiry. */
@@ -62,13 +91,13 @@ export function isUsable(record: ApiKeyRecord, nowMs = Date.now()): boolean {
 export function checkKeyAgainstTiers(
   tiers: Readonly<Record<string, Tier>>,
   input: Pick<NewKey, 'tier' | 'scopes'>,
-): { code: 'unknown_tier' | 'validation_failed'; message: string } | null {
-  const tier = tiers[input.tier];
+): { code: 'unknown_tier' | 'validation_failed'; field: 'tier' | 'scopes'; message: string } | null {
+  const tier = Object.hasOwn(tiers, input.tier) ? tiers[input.tier] : undefined;
   if (!tier) {
-    return { code: 'unknown_tier', message: `Unknown tier "${input.tier}"; configured tiers: ${Object.keys(tiers).join(', ')}.` };
+    return { code: 'unknown_tier', field: 'tier', message: `Unknown tier "${input.tier}"; configured tiers: ${Object.keys(tiers).join(', ')}.` };
   }
   if (!input.scopes || tier.scopes.includes('*')) return null;
   const outside = input.scopes.filter((scope) => !tier.scopes.includes(scope));
   if (outside.length === 0) return null;
-  return { code: 'validation_failed', message: `Scopes ${outside.join(', ')} are not granted by tier "${input.tier}".` };
+  return { code: 'validation_failed', field: 'scopes', message: `Scopes ${outside.join(', ')} are not granted by tier "${input.tier}".` };
 }

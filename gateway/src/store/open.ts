@@ -1,29 +1,34 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema';
+import { createLogger } from '../log';
 import { FailedKeyGuard } from '../ratelimit/failed-key-guard';
+import { LocalKeyEvents, type KeyEvents } from './key-events';
 import type { Limiter } from './limiter';
 import { MemoryKeyStore } from './memory/key-store';
 import { MemoryLimiter } from './memory/limiter';
 import { createRedisClient, waitUntilReady, type RedisClient } from './redis/client';
 import { ReplicaHeartbeat } from './redis/heartbeat';
+import { RedisKeyEvents } from './redis/key-events';
 import { RedisKeyStore } from './redis/key-store';
 import { RedisLimiter } from './redis/limiter';
 import { ResilientLimiter } from './resilient-limiter';
 import type { KeyStore } from './types';
 
-/** Everything that keeps state: keys, rate-limit counters, failed-key counts. */
+/** Everything that keeps state: keys, rate-limit counters, failed-key counts; and how key changes spread. */
 export interface Backends {
   readonly keyStore: KeyStore;
+  readonly keyEvents: KeyEvents;
   readonly limiter: Limiter;
   readonly failedKeys: FailedKeyGuard;
   close(): Promise<void>;
 }
 
-/** A key store alone (the CLI): Redis when `store.redis` is configured, else the embedded memory store. */
-export function openKeyStore(config: Config): KeyStore {
+/** The Redis key store alone, and a way to announce changes to the replicas (the CLI). */
+export function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
   const redis = config.store.redis;
-  if (!redis) return new MemoryKeyStore();
-  return new RedisKeyStore(createRedisClient(redis, config.store.timeout_ms), redis.key_prefix);
+  if (!redis) throw new Error('no store.redis in this config');
+  const client = createRedisClient(redis, config.store.timeout_ms);
+  return { store: new RedisKeyStore(client, redis.key_prefix), events: new RedisKeyEvents(client, redis, config.store.timeout_ms, createLogger('silent')) };
 }
 
 /**
@@ -36,6 +41,7 @@ export function openBackends(config: Config, log: Logger): Backends {
     const limiter = new MemoryLimiter();
     return {
       keyStore: new MemoryKeyStore(),
+      keyEvents: new LocalKeyEvents(),
       limiter,
       failedKeys: new FailedKeyGuard(config.rate_limiting.failed_keys),
       close: () => limiter.close(),
@@ -44,6 +50,7 @@ export function openBackends(config: Config, log: Logger): Backends {
   const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
   const prefix = settings.key_prefix;
   const keyStore = new RedisKeyStore(client, prefix);
+  const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
   heartbeat.start();
   const limiter = new ResilientLimiter(new RedisLimiter(client, prefix), new MemoryLimiter(), {
@@ -54,9 +61,11 @@ export function openBackends(config: Config, log: Logger): Backends {
   });
   return {
     keyStore,
+    keyEvents,
     limiter,
     failedKeys: new FailedKeyGuard(config.rate_limiting.failed_keys, { client, prefix }),
     close: async () => {
+      await keyEvents.close();
       await limiter.close();
       await heartbeat.stop();
       await keyStore.close(); // closes the shared client last
@@ -69,6 +78,7 @@ export async function connectKeyStore(store: KeyStore, log: Logger, waitMs = 500
   if (!(store instanceof RedisKeyStore)) return true;
   try {
     await waitUntilReady(store.client, waitMs);
+    await store.upgrade();
     return true;
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'Redis is not reachable yet; uncached keys get 503 until it is');

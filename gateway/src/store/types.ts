@@ -2,6 +2,12 @@
 
 export type KeyStatus = 'active' | 'revoked';
 
+/** A secret replaced by a rotation: it keeps opening its key until `until` (ISO time). */
+export interface RetiredSecret {
+  hash: string;
+  until: string;
+}
+
 /** A stored API key. Only hashes of secrets are kept; the plaintext is shown once at creation. */
 export interface ApiKeyRecord {
   id: string;
@@ -11,13 +17,18 @@ export interface ApiKeyRecord {
   scopes?: string[];
   status: KeyStatus;
   created_at: string;
+  updated_at?: string;
   expires_at?: string;
-  /** SHA-256 (hex) of every secret that opens this key. */
+  rotated_at?: string;
+  revoked_at?: string;
+  /** SHA-256 (hex) of the current secret(s). */
   secret_hashes: string[];
+  /** Secrets replaced by a rotation, still accepted during the rotation grace period. */
+  previous_secrets?: RetiredSecret[];
 }
 
-/** The record as shown to operators: never the hashes. */
-export type PublicKey = Omit<ApiKeyRecord, 'secret_hashes'>;
+/** The record as shown to operators: never a hash. */
+export type PublicKey = Omit<ApiKeyRecord, 'secret_hashes' | 'previous_secrets'>;
 
 export interface NewKey {
   name: string;
@@ -28,16 +39,33 @@ export interface NewKey {
   key?: string;
 }
 
+/** One page of keys in id order; `next` is the id to continue after, absent on the last page. */
+export interface KeyPage {
+  records: ApiKeyRecord[];
+  next?: string;
+}
+
 export interface KeyStore {
   readonly kind: 'memory' | 'redis';
   /** The key a secret opens, or null when no key matches. Throws StoreUnavailableError when it cannot tell. */
   findBySecretHash(secretHash: string): Promise<ApiKeyRecord | null>;
-  /** Creates a key; throws KeyExistsError when the secret is already taken. Returns the plaintext once. */
+  /** Creates a key from a create request (seed keys, the demo). Returns the plaintext once. */
   create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }>;
+  /**
+   * Stores a record, replacing one with the same id (a restore). Every secret hash must be free or
+   * already point at this id: else KeyExistsError, and nothing is written.
+   */
+  put(record: ApiKeyRecord): Promise<void>;
+  /** Points one more secret at a key (a rotation); false when that secret is taken. */
+  addSecret(secretHash: string, id: string): Promise<boolean>;
   get(id: string): Promise<ApiKeyRecord | null>;
-  list(): Promise<ApiKeyRecord[]>;
-  /** Marks the key revoked (kept for audit). False when no such key. */
-  revoke(id: string): Promise<boolean>;
+  /** Up to `limit` records with ids after `after`, in id order: a cursor that stays valid while keys come and go. */
+  list(options: { after?: string; limit: number }): Promise<KeyPage>;
+  /**
+   * Replaces a record with `change(current)`, atomically: if another writer got there first, the change
+   * is applied again to the newer record. Null when there is no such key. Errors thrown by `change` pass through.
+   */
+  update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null>;
   /** Writes the "this store is initialised" marker if absent (first start). */
   ensureMarker(): Promise<void>;
   /** Whether the marker is there: false means the store lost its data (restart without data, wrong db). */

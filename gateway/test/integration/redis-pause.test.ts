@@ -123,6 +123,10 @@ it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen,
     await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } }).then((r) => r.body.dump());
     redis.pause();
     const samples = await steadyLoad(gateway, 4, 2_000);
+    // Under fail_closed a replica without Redis cannot serve: it reports not-ready.
+    const ready = await request(`${gateway.adminUrl}/readyz`);
+    expect(ready.statusCode).toBe(503);
+    expect(((await ready.body.json()) as { error: { details: unknown } }).error.details).toEqual({ reason: 'unreachable' });
     redis.resume();
     expect(samples.length).toBeGreaterThan(10);
     expect(samples.every((s) => s.status === 503 && s.code === 'service_unavailable' && s.retryAfter === '1')).toBe(true);

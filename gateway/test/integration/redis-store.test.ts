@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { baseConfig, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send } from '../support/http';
+import { freePort } from '../support/ports';
 import { redisCli, startRedis, type TestRedis } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
@@ -79,15 +80,27 @@ describe('keys in Redis', () => {
     expect(scopes.stderr).toContain('admin');
   });
 
-  it('a revoked key keeps working until its cache entry expires, then gets 401', async () => {
+  it('a key revoked with the CLI gets 401 at once: the CLI announces the change, the replica drops its cache entry', async () => {
     const created = await createKey();
     expect((await get(created.key)).status).toBe(200); // now cached
     const revoked = await runCli(['keys', 'revoke', created.id, '--config', configFile]);
     expect(revoked.code).toBe(0);
-    expect((await get(created.key)).status).toBe(200); // still cached
-    await sleep(CACHE_TTL_MS + 200);
-    expectEnvelope(await get(created.key), 401, 'invalid_api_key');
-    expect((await runCli(['keys', 'revoke', 'key_doesnotexist', '--config', configFile])).code).toBe(1);
+    expect(revoked.stdout).toContain(`Revoked ${created.id}`);
+    expectEnvelope(await get(created.key), 401, 'invalid_api_key'); // announced: no waiting for the cache TTL
+    const missing = await runCli(['keys', 'revoke', 'key_doesnotexist', '--config', configFile]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("API key with ID 'key_doesnotexist' does not exist");
+  });
+
+  it('rotates a key with the CLI: the new key is printed once, the old one keeps working for the grace period', async () => {
+    const created = await createKey();
+    const out = await runCli(['keys', 'rotate', created.id, '--config', configFile, '--json']);
+    expect(out.code).toBe(0);
+    const rotated = JSON.parse(out.stdout);
+    expect(rotated).toMatchObject({ id: created.id, tier: 'free', name: 'test key' });
+    expect(rotated.key).not.toBe(created.key);
+    expect((await get(rotated.key)).status).toBe(200);
+    expect((await get(created.key)).status).toBe(200); // admin.rotation_grace defaults to 24h
   });
 
   it('an expired key gets 401', async () => {
@@ -144,7 +157,8 @@ describe('when Redis is in trouble', () => {
     expectEnvelope(await get(uncached.key), 503, 'service_unavailable');
     expect(Date.now() - started).toBeLessThan(1000); // no offline queue: no waiting for a reconnect
     await sleep(1500);
-    expect(expectEnvelope(await send(`${gateway.adminUrl}/readyz`), 503, 'service_unavailable').details).toEqual({ reason: 'unreachable' });
+    // Under fail_open_local a replica without Redis still serves (cached keys, local limits): it stays ready.
+    expect((await send(`${gateway.adminUrl}/readyz`)).status).toBe(200);
 
     await redis.restart(); // empty: nothing was persisted
     await sleep(2500); // reconnect (≤ 1 s back-off) + a health check
@@ -175,18 +189,57 @@ describe('when Redis is in trouble', () => {
 });
 
 describe('the CLI with the embedded store', () => {
-  it('refuses to manage keys and says why', async () => {
-    const file = writeConfig(
+  const embeddedConfig = (admin: Record<string, unknown>) =>
+    writeConfig(
       baseConfig({
+        admin,
         tiers: { free: { limits: [], scopes: [] } },
         upstreams: { app: { targets: [upstream.url] } },
         routes: [{ name: 'r', match: { path_prefix: '/' }, upstream: 'app' }],
       }),
     );
+
+  it('manages the keys of the running gateway through its admin API, and says so when none is running', async () => {
+    const file = embeddedConfig({ host: '127.0.0.1', port: await freePort(), token: 'embedded-admin-token-0000' });
     try {
-      const out = await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', 'x']);
+      const none = await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', 'x']);
+      expect(none.code).toBe(1);
+      expect(none.stderr).toContain('no gateway is running with this config');
+      expect(none.stderr).toContain('sluice serve --config');
+
+      const embedded = await startGateway(file);
+      try {
+        const out = await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', 'embedded', '--json']);
+        expect(out.stderr).toBe('');
+        const created = JSON.parse(out.stdout);
+        expect(created).toMatchObject({ tier: 'free', name: 'embedded' });
+        const call = () => send(`${embedded.url}/ok`, { headers: { 'x-api-key': created.key } });
+        expect((await call()).status).toBe(200);
+        const listed = await runCli(['keys', 'list', '--config', file, '--json']);
+        expect(listed.stdout.trim().split('\n').map((line) => JSON.parse(line).id)).toEqual([created.id]);
+        expect((await runCli(['keys', 'revoke', created.id, '--config', file])).code).toBe(0);
+        expectEnvelope(await call(), 401, 'invalid_api_key');
+        const bad = await runCli(['keys', 'create', '--config', file, '--tier', 'gold', '--name', 'x']);
+        expect(bad.code).toBe(1);
+        expect(bad.stderr).toContain('Unknown tier "gold"');
+        const exported = await runCli(['keys', 'export', '--config', file]);
+        expect(exported.code).toBe(1);
+        expect(exported.stderr).toContain('works on the Redis key store');
+      } finally {
+        await embedded.stop();
+      }
+    } finally {
+      removeConfig(file);
+    }
+  });
+
+  it('without admin.token it refuses and says why', async () => {
+    const file = embeddedConfig({ host: '127.0.0.1', port: 9 });
+    try {
+      const out = await runCli(['keys', 'list', '--config', file]);
       expect(out.code).toBe(1);
       expect(out.stderr).toContain('embedded in-memory key store');
+      expect(out.stderr).toContain('admin.token');
     } finally {
       removeConfig(file);
     }

@@ -61,8 +61,8 @@ process.on('exit', () => {
 });
 
 /** Starts `sluice serve --config FILE` and resolves once it logs the ports it listens on. */
-export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000): Promise<TestGateway> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000, cli = CLI): Promise<TestGateway> {
+  const child = spawn(process.execPath, [cli, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) =>

@@ -78,15 +78,17 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
           if (typeof body?.error?.code !== 'string' || typeof body.error.message !== 'string') invalid.push(`${res.statusCode} ${text.slice(0, 80)}`);
           if (res.statusCode === 429) {
             const retryAfter = Number(res.headers['retry-after']);
+            // The limit is the key's, or each replica's share of it while a replica limits without Redis.
+            const limit = Number(res.headers['x-ratelimit-limit']);
             const ok =
               body.error.code === 'rate_limit_exceeded' &&
-              res.headers['x-ratelimit-limit'] === String(LIMIT) &&
+              (limit === LIMIT || limit === Math.floor(LIMIT / gateways.length)) &&
               res.headers['x-ratelimit-remaining'] === '0' &&
               Number(res.headers['x-ratelimit-reset']) > Date.now() / 1000 &&
               retryAfter >= 1 &&
               retryAfter <= 11 &&
               body.error.message === `API rate limit exceeded. Please wait ${retryAfter} seconds before retrying.` &&
-              JSON.stringify(body.error.details) === JSON.stringify({ limit: LIMIT, window: '10 seconds', retry_after: retryAfter });
+              JSON.stringify(body.error.details) === JSON.stringify({ limit, window: '10 seconds', retry_after: retryAfter });
             if (!ok) malformed429.push(JSON.stringify({ headers: res.headers, body }));
           }
         } catch (err) {

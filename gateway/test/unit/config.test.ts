@@ -39,7 +39,7 @@ describe('good fixtures', () => {
 
   test('the example config parses, with the demo admin token as default', () => {
     const config = loadConfigFile(EXAMPLE, {});
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: 'change-me-admin-token' });
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: 'change-me-admin-token', rotation_grace: 86_400_000 });
     expect(config.store.redis).toBeUndefined();
     expect(Object.keys(config.tiers)).toEqual(['free', 'pro']);
     expect(config.tiers.free.limits).toEqual([
@@ -61,14 +61,15 @@ describe('good fixtures', () => {
 
   test('defaults are applied', () => {
     const expected: Config = {
-      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384, max_in_flight: 0 },
-      admin: { host: '127.0.0.1', port: 9090 },
+      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384, max_in_flight: 0, headers_timeout: 20_000 },
+      admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000 },
       store: { timeout_ms: 100, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
       trusted_proxies: [],
       lifecycle: { drain_delay: 5000, grace: 30000 },
       rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 } },
-      log: { level: 'info' },
+      metrics: { default_labels: {} },
+      log: { level: 'info', access_sample: 1 },
       tiers: { free: { limits: [], scopes: [] } },
       upstreams: { app: { targets: ['http://127.0.0.1:9001'], timeout_ms: 30000, connections: 128, breaker: { failures: 5, cooldown: 10_000, on_5xx: false } } },
       routes: [

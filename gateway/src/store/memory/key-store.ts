@@ -1,4 +1,4 @@
-import { KeyExistsError, type ApiKeyRecord, type KeyStore, type NewKey } from '../types';
+import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
 import { newRecord } from '../keys';
 
 /** The embedded store: one process, nothing shared, gone on exit. For trying sluice out and for tests. */
@@ -14,26 +14,39 @@ export class MemoryKeyStore implements KeyStore {
 
   async create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
     const created = newRecord(input);
-    const secretHash = created.record.secret_hashes[0];
-    if (this.idBySecretHash.has(secretHash)) throw new KeyExistsError();
-    this.idBySecretHash.set(secretHash, created.record.id);
-    this.records.set(created.record.id, created.record);
+    await this.put(created.record);
     return created;
+  }
+
+  async put(record: ApiKeyRecord): Promise<void> {
+    const hashes = [...record.secret_hashes, ...(record.previous_secrets ?? []).map((p) => p.hash)];
+    if (hashes.some((hash) => (this.idBySecretHash.get(hash) ?? record.id) !== record.id)) throw new KeyExistsError();
+    for (const hash of hashes) this.idBySecretHash.set(hash, record.id);
+    this.records.set(record.id, structuredClone(record));
+  }
+
+  async addSecret(secretHash: string, id: string): Promise<boolean> {
+    if (this.idBySecretHash.has(secretHash)) return false;
+    this.idBySecretHash.set(secretHash, id);
+    return true;
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
     return this.records.get(id) ?? null;
   }
 
-  async list(): Promise<ApiKeyRecord[]> {
-    return [...this.records.values()];
+  async list({ after, limit }: { after?: string; limit: number }): Promise<KeyPage> {
+    const ids = [...this.records.keys()].filter((id) => after === undefined || id > after).sort();
+    const records = ids.slice(0, limit).map((id) => this.records.get(id)!);
+    return ids.length > limit ? { records, next: ids[limit - 1] } : { records };
   }
 
-  async revoke(id: string): Promise<boolean> {
-    const record = this.records.get(id);
-    if (!record) return false;
-    this.records.set(id, { ...record, status: 'revoked' });
-    return true;
+  async update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null> {
+    const current = this.records.get(id);
+    if (!current) return null;
+    const next = change(structuredClone(current));
+    this.records.set(id, next);
+    return next;
   }
 
   // Memory cannot lose its data behind our back, so it is always initialised.

@@ -47,6 +47,35 @@ export function createRedisClient(settings: RedisSettings, timeoutMs: number): R
   return new Redis(settings.url as string, common);
 }
 
+/**
+ * A connection for SUBSCRIBE only (subscriber mode cannot run other commands). For a Cluster it is a
+ * plain connection to one node (`attempt` picks which): PUBLISH reaches subscribers on every node.
+ * It gives up on a Cluster node after a few failed reconnects ('end'), so the caller can move on to
+ * the next; a standalone or Sentinel connection retries forever.
+ */
+export function createSubscriberClient(settings: RedisSettings, timeoutMs: number, attempt: number): Redis {
+  const common: RedisOptions = {
+    autoResubscribe: false, // the caller subscribes on every 'ready', and knows when it was away
+    connectTimeout: Math.max(timeoutMs, 1000),
+    maxRetriesPerRequest: 0,
+    retryStrategy: (n) => Math.min(n * 100, 1000),
+  };
+  if (settings.password !== undefined) common.password = settings.password;
+  if (settings.cluster) {
+    const node = hostPort(settings.cluster.nodes[attempt % settings.cluster.nodes.length]);
+    return new Redis({ ...common, ...node, retryStrategy: (n) => (n > 3 ? null : n * 100) });
+  }
+  if (settings.sentinel) {
+    return new Redis({
+      ...common,
+      name: settings.sentinel.name,
+      sentinels: settings.sentinel.sentinels.map(hostPort),
+      sentinelRetryStrategy: (n) => Math.min(n * 100, 1000),
+    });
+  }
+  return new Redis(settings.url as string, common);
+}
+
 /** Resolves once the client can take commands, or rejects after `waitMs`. */
 export function waitUntilReady(client: RedisClient, waitMs: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();

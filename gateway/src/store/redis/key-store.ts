@@ -1,34 +1,33 @@
-import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyStore, type NewKey } from '../types';
+import { timeRedis } from '../../metrics/registry';
+import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
 import { newRecord } from '../keys';
 import type { RedisClient } from './client';
-import { SET_FIELD_IF_EXISTS } from './scripts';
+import { REPLACE_RECORD } from './scripts';
 
 /*
  * Schema (Cluster-safe: no command spans two slots):
- *   <prefix>key:{<id>}        hash, the record (the braces make the id its hash tag)
+ *   <prefix>key:{<id>}        hash, the record (the braces make the id its hash tag) and its `rev`
  *   <prefix>secret:<sha256>   string, id of the key that secret opens; SET NX makes creation atomic
- *   <prefix>key-ids           set of every key id, for listing
+ *   <prefix>key-index         sorted set of every key id (all scores 0: ordered by id), for listing
  *   <prefix>marker            written on first start; its absence means the store lost its data
  */
 
 type ScriptedClient = RedisClient & {
-  sluiceSetFieldIfExists(recordKey: string, field: string, value: string): Promise<number>;
+  sluiceReplaceRecord(recordKey: string, expectedRev: string, ...fieldsAndValues: string[]): Promise<number>;
 };
 
-function toHash(record: ApiKeyRecord): Record<string, string> {
-  const hash: Record<string, string> = {
-    id: record.id,
-    name: record.name,
-    tier: record.tier,
-    status: record.status,
-    created_at: record.created_at,
-    secret_hashes: JSON.stringify(record.secret_hashes),
-  };
-  if (record.scopes) hash.scopes = JSON.stringify(record.scopes);
-  if (record.expires_at) hash.expires_at = record.expires_at;
-  return hash;
+const TEXT_FIELDS = ['id', 'name', 'tier', 'status', 'created_at', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const;
+const JSON_FIELDS = ['scopes', 'secret_hashes', 'previous_secrets'] as const;
+
+/** Field, value pairs for HSET; absent optional fields are left out. */
+function toFields(record: ApiKeyRecord): string[] {
+  const fields: string[] = [];
+  for (const name of TEXT_FIELDS) if (record[name] !== undefined) fields.push(name, record[name]);
+  for (const name of JSON_FIELDS) if (record[name] !== undefined) fields.push(name, JSON.stringify(record[name]));
+  return fields;
 }
 
+/** A record from its hash (null when there is none). Corrupt JSON throws: a bug or tampering, not an outage. */
 function fromHash(hash: Record<string, string>): ApiKeyRecord | null {
   if (!hash.id) return null;
   const record: ApiKeyRecord = {
@@ -39,10 +38,14 @@ function fromHash(hash: Record<string, string>): ApiKeyRecord | null {
     created_at: hash.created_at,
     secret_hashes: JSON.parse(hash.secret_hashes) as string[],
   };
+  for (const name of ['updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) if (hash[name]) record[name] = hash[name];
   if (hash.scopes) record.scopes = JSON.parse(hash.scopes) as string[];
-  if (hash.expires_at) record.expires_at = hash.expires_at;
+  if (hash.previous_secrets) record.previous_secrets = JSON.parse(hash.previous_secrets) as ApiKeyRecord['previous_secrets'];
   return record;
 }
+
+/** Read-modify-write attempts before giving up; only a storm of writes to one key needs more than one. */
+const UPDATE_ATTEMPTS = 10;
 
 export class RedisKeyStore implements KeyStore {
   readonly kind = 'redis';
@@ -52,7 +55,7 @@ export class RedisKeyStore implements KeyStore {
     client: RedisClient,
     private readonly prefix: string,
   ) {
-    client.defineCommand('sluiceSetFieldIfExists', { numberOfKeys: 1, lua: SET_FIELD_IF_EXISTS });
+    client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });
     this.client = client as ScriptedClient;
   }
 
@@ -62,24 +65,24 @@ export class RedisKeyStore implements KeyStore {
   private secretKey(secretHash: string) {
     return `${this.prefix}secret:${secretHash}`;
   }
-  private get idsKey() {
-    return `${this.prefix}key-ids`;
+  private get indexKey() {
+    return `${this.prefix}key-index`;
   }
   private get markerKey() {
     return `${this.prefix}marker`;
   }
 
-  /** Runs a Redis call; any failure of the store becomes StoreUnavailableError. */
-  private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  /** Runs one timed Redis round trip; any failure of the store becomes StoreUnavailableError. */
+  private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await run();
+      return await timeRedis(operation, run);
     } catch (err) {
-      throw new StoreUnavailableError(`Redis ${what} failed: ${(err as Error).message}`, { cause: err });
+      throw new StoreUnavailableError(`Redis ${operation} failed: ${(err as Error).message}`, { cause: err });
     }
   }
 
   async findBySecretHash(secretHash: string): Promise<ApiKeyRecord | null> {
-    const id = await this.call('lookup', () => this.client.get(this.secretKey(secretHash)));
+    const id = await this.call('key_lookup', () => this.client.get(this.secretKey(secretHash)));
     if (id === null) {
       // An unknown secret is only "invalid" if the store still holds its data.
       if (!(await this.hasMarker())) throw new StoreUnavailableError('the key store has lost its data (marker missing)');
@@ -90,49 +93,78 @@ export class RedisKeyStore implements KeyStore {
 
   async create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
     const created = newRecord(input);
-    const { record } = created;
-    const claimed = await this.call('create', () =>
-      this.client.set(this.secretKey(record.secret_hashes[0]), record.id, 'NX'),
-    );
-    if (claimed === null) throw new KeyExistsError();
-    try {
-      await this.call('create', () => this.client.hset(this.recordKey(record.id), toHash(record)));
-      await this.call('create', () => this.client.sadd(this.idsKey, record.id));
-      await this.ensureMarker();
-    } catch (err) {
-      // Give the secret back so a retry can succeed; the record is then unreachable anyway.
-      await this.client.del(this.secretKey(record.secret_hashes[0])).catch(() => undefined);
-      throw err;
-    }
+    await this.put(created.record);
     return created;
   }
 
+  async put(record: ApiKeyRecord): Promise<void> {
+    const hashes = [...record.secret_hashes, ...(record.previous_secrets ?? []).map((p) => p.hash)];
+    const claimed: string[] = [];
+    const giveBack = () => Promise.all(claimed.map((hash) => this.client.del(this.secretKey(hash)).catch(() => undefined)));
+    try {
+      for (const hash of hashes) {
+        if ((await this.call('key_write', () => this.client.set(this.secretKey(hash), record.id, 'NX'))) !== null) claimed.push(hash);
+        else if ((await this.call('key_write', () => this.client.get(this.secretKey(hash)))) !== record.id) throw new KeyExistsError();
+      }
+      await this.call('key_write', () => this.client.sluiceReplaceRecord(this.recordKey(record.id), '', ...toFields(record)));
+      await this.call('key_write', () => this.client.zadd(this.indexKey, 0, record.id));
+      await this.ensureMarker();
+    } catch (err) {
+      // Give the secrets back so a retry can succeed; a half-written record is unreachable without them.
+      await giveBack();
+      throw err;
+    }
+  }
+
+  async addSecret(secretHash: string, id: string): Promise<boolean> {
+    return (await this.call('key_write', () => this.client.set(this.secretKey(secretHash), id, 'NX'))) !== null;
+  }
+
   async get(id: string): Promise<ApiKeyRecord | null> {
-    const hash = await this.call('read', () => this.client.hgetall(this.recordKey(id)));
+    const hash = await this.call('key_read', () => this.client.hgetall(this.recordKey(id)));
     return fromHash(hash);
   }
 
-  async list(): Promise<ApiKeyRecord[]> {
-    const ids = await this.call('list', () => this.client.smembers(this.idsKey));
-    const records = await Promise.all(ids.sort().map((id) => this.get(id)));
-    return records.filter((r): r is ApiKeyRecord => r !== null);
+  async list({ after, limit }: { after?: string; limit: number }): Promise<KeyPage> {
+    const from = after === undefined ? '-' : `(${after}`;
+    const ids = await this.call('key_list', () => this.client.zrangebylex(this.indexKey, from, '+', 'LIMIT', 0, limit + 1));
+    const page = ids.slice(0, limit);
+    const records = (await Promise.all(page.map((id) => this.get(id)))).filter((r): r is ApiKeyRecord => r !== null);
+    return ids.length > limit ? { records, next: page[page.length - 1] } : { records };
   }
 
-  async revoke(id: string): Promise<boolean> {
-    const changed = await this.call('revoke', () =>
-      this.client.sluiceSetFieldIfExists(this.recordKey(id), 'status', 'revoked'),
-    );
-    return changed === 1;
+  async update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null> {
+    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+      const hash = await this.call('key_read', () => this.client.hgetall(this.recordKey(id)));
+      const current = fromHash(hash);
+      if (!current) return null;
+      const next = change(current);
+      const written = await this.call('key_write', () =>
+        this.client.sluiceReplaceRecord(this.recordKey(id), hash.rev ?? '0', ...toFields(next)),
+      );
+      if (written === 1) return next;
+      if (written === 0) return null;
+    }
+    throw new StoreUnavailableError(`Redis update of ${id} failed: too many concurrent writers`);
+  }
+
+  /** Stores written before the key API kept ids in a plain set (`key-ids`); moves them to the index once. */
+  async upgrade(): Promise<void> {
+    const legacy = `${this.prefix}key-ids`;
+    const ids = await this.call('key_write', () => this.client.smembers(legacy));
+    if (ids.length === 0) return;
+    await this.call('key_write', () => this.client.zadd(this.indexKey, ...ids.flatMap((id) => [0, id])));
+    await this.call('key_write', () => this.client.del(legacy));
   }
 
   async ensureMarker(): Promise<void> {
-    await this.call('marker write', () =>
+    await this.call('marker', () =>
       this.client.set(this.markerKey, JSON.stringify({ created_at: new Date().toISOString() }), 'NX'),
     );
   }
 
   async hasMarker(): Promise<boolean> {
-    return (await this.call('marker read', () => this.client.exists(this.markerKey))) === 1;
+    return (await this.call('marker', () => this.client.exists(this.markerKey))) === 1;
   }
 
   async close(): Promise<void> {

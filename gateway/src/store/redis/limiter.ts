@@ -1,4 +1,5 @@
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from '../limiter';
+import { timeRedis } from '../../metrics/registry';
 import { StoreUnavailableError } from '../types';
 import type { RedisClient } from './client';
 import { SLIDING_WINDOW } from './scripts';
@@ -27,7 +28,7 @@ export class RedisLimiter implements Limiter {
     for (const w of request.windows) args.push(w.limit, w.windowMs);
     let reply: number[];
     try {
-      reply = await this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
+      reply = await timeRedis('ratelimit', () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args));
     } catch (err) {
       throw new StoreUnavailableError(`Redis rate limit failed: ${(err as Error).message}`, { cause: err });
     }

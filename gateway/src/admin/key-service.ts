@@ -1,0 +1,231 @@
+import type { Logger } from 'pino';
+import { formatWindow } from '../config/duration';
+import type { Config } from '../config/schema';
+import { GatewayError } from '../errors/envelope';
+import { tierWindows } from '../ratelimit/plan';
+import type { KeyEvents } from '../store/key-events';
+import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../store/keys';
+import type { Limiter } from '../store/limiter';
+import { LimiterUnavailableError } from '../store/resilient-limiter';
+import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../store/types';
+import { createKeyInput, listKeysQuery, parseInput, rotateKeyInput, updateKeyInput, type UpdateKeyInput } from './validation';
+
+// The key lifecycle, one implementation for the admin API and the CLI: validate, store, announce the
+// change to every replica. Failures are GatewayErrors (the API's envelopes, the CLI's messages);
+// StoreUnavailableError passes through (503 / "cannot reach the store").
+
+/** A key as shown right after it was made or rotated: the only time its plaintext is shown. */
+export type KeyWithSecret = { id: string; key: string } & Omit<PublicKey, 'id'>;
+
+export interface KeyList {
+  keys: PublicKey[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  next_cursor: string | null;
+}
+
+export interface WindowUsage {
+  window: string;
+  window_seconds: number;
+  limit: number;
+  used: number;
+  remaining: number;
+  /** Unix seconds: when this window next has more room. */
+  reset: number;
+}
+
+export interface KeyUsage {
+  id: string;
+  tier: string;
+  windows: WindowUsage[];
+}
+
+export interface KeyServiceDeps {
+  store: KeyStore;
+  events: Pick<KeyEvents, 'announce'>;
+  /** The running config (tiers and the rotation grace may change on reload). */
+  config: () => Config;
+  /** For usage reports; the CLI has none. */
+  limiter?: Limiter;
+  log?: Logger;
+}
+
+function notFound(id: string): GatewayError {
+  // Only a well-formed id is repeated back: whatever else was in the path might be a secret pasted by mistake.
+  const message = KEY_ID_PATTERN.test(id) ? `API key with ID '${id}' does not exist` : undefined;
+  return new GatewayError('key_not_found', { message });
+}
+
+function validationFailed(field: string, message: string): GatewayError {
+  return new GatewayError('validation_failed', { message, details: { field } });
+}
+
+function withSecret(record: ApiKeyRecord, key: string): KeyWithSecret {
+  const { id, ...rest } = toPublicKey(record);
+  return { id, key, ...rest };
+}
+
+function assertActive(record: ApiKeyRecord): void {
+  if (record.status !== 'active') throw validationFailed('status', `API key '${record.id}' is revoked; a revoked key cannot be changed.`);
+}
+
+function assertFuture(expiresAt: string | undefined | null): void {
+  if (expiresAt && !(Date.parse(expiresAt) > Date.now())) throw validationFailed('expires_at', 'expires_at must be in the future.');
+}
+
+const normaliseTime = (iso: string) => new Date(iso).toISOString();
+
+export class KeyService {
+  constructor(private readonly deps: KeyServiceDeps) {}
+
+  private fitTiers(record: Pick<ApiKeyRecord, 'tier' | 'scopes'>): void {
+    const problem = checkKeyAgainstTiers(this.deps.config().tiers, record);
+    if (problem) throw new GatewayError(problem.code, { message: problem.message, details: { field: problem.field } });
+  }
+
+  private audit(action: string, id: string): void {
+    this.deps.log?.info({ action, key_id: id }, `admin: key ${action}`);
+  }
+
+  /** Creates a key (or imports one given as `key`): 201 with its plaintext, shown this once. */
+  async create(body: unknown): Promise<KeyWithSecret> {
+    const input = parseInput(createKeyInput, body);
+    this.fitTiers(input);
+    assertFuture(input.expires_at);
+    const created = newRecord({ ...input, expires_at: input.expires_at && normaliseTime(input.expires_at) });
+    try {
+      await this.deps.store.put(created.record);
+    } catch (err) {
+      if (err instanceof KeyExistsError) throw new GatewayError('key_exists');
+      throw err;
+    }
+    this.audit('created', created.record.id);
+    return withSecret(created.record, created.key);
+  }
+
+  async list(query: unknown): Promise<KeyList> {
+    const { cursor, limit } = parseInput(listKeysQuery, query, 'parameter');
+    const page = await this.deps.store.list({ after: cursor, limit });
+    return { keys: page.records.map(toPublicKey), next_cursor: page.next ?? null };
+  }
+
+  async get(id: string): Promise<PublicKey> {
+    return toPublicKey(await this.record(id));
+  }
+
+  private async record(id: string): Promise<ApiKeyRecord> {
+    const record = KEY_ID_PATTERN.test(id) ? await this.deps.store.get(id) : null;
+    if (!record) throw notFound(id);
+    return record;
+  }
+
+  /** Changes name, tier, scopes or expiry; every replica applies it within a second. */
+  async update(id: string, body: unknown): Promise<PublicKey> {
+    const patch: UpdateKeyInput = parseInput(updateKeyInput, body);
+    assertFuture(patch.expires_at);
+    await this.record(id); // 404 before anything else
+    const updated = await this.deps.store.update(id, (current) => {
+      assertActive(current);
+      const next: ApiKeyRecord = { ...current, updated_at: new Date().toISOString() };
+      if (patch.name !== undefined) next.name = patch.name;
+      if (patch.tier !== undefined) next.tier = patch.tier;
+      if (patch.scopes === null) delete next.scopes;
+      else if (patch.scopes !== undefined) next.scopes = patch.scopes;
+      if (patch.expires_at === null) delete next.expires_at;
+      else if (patch.expires_at !== undefined) next.expires_at = normaliseTime(patch.expires_at);
+      this.fitTiers(next); // a new tier must still grant the key's own scopes
+      return next;
+    });
+    if (!updated) throw notFound(id);
+    await this.deps.events.announce(id);
+    this.audit('updated', id);
+    return toPublicKey(updated);
+  }
+
+  /** A new secret (shown once); the old one keeps working for admin.rotation_grace. Quotas stay: they count by id. */
+  async rotate(id: string, body: unknown = {}): Promise<KeyWithSecret> {
+    parseInput(rotateKeyInput, body);
+    assertActive(await this.record(id));
+    const key = generateSecret();
+    const secretHash = hashSecret(key);
+    if (!(await this.deps.store.addSecret(secretHash, id))) throw new Error('a freshly generated secret is taken');
+    const graceMs = this.deps.config().admin.rotation_grace;
+    const updated = await this.deps.store.update(id, (current) => {
+      assertActive(current);
+      return rotatedRecord(current, secretHash, graceMs);
+    });
+    if (!updated) throw notFound(id);
+    await this.deps.events.announce(id);
+    this.audit('rotated', id);
+    return withSecret(updated, key);
+  }
+
+  /** Revokes a key, kept for audit; revoking it again changes nothing. */
+  async revoke(id: string): Promise<PublicKey> {
+    await this.record(id);
+    const updated = await this.deps.store.update(id, (current) => {
+      if (current.status === 'revoked') return current;
+      const now = new Date().toISOString();
+      return { ...current, status: 'revoked', revoked_at: now, updated_at: now };
+    });
+    if (!updated) throw notFound(id);
+    await this.deps.events.announce(id); // also when already revoked: a retry after a failed announce
+    this.audit('revoked', id);
+    return toPublicKey(updated);
+  }
+
+  /** Each window of the key's tier, read from the same counters the request path counts in (cost 0: nothing is counted). */
+  async usage(id: string): Promise<KeyUsage> {
+    const record = await this.record(id);
+    const tiers = this.deps.config().tiers;
+    if (!Object.hasOwn(tiers, record.tier)) {
+      throw new GatewayError('unknown_tier', { message: `The tier "${record.tier}" of this key is no longer configured.`, details: { field: 'tier' } });
+    }
+    const windows = tierWindows(tiers[record.tier]);
+    if (windows.length === 0 || !this.deps.limiter) return { id, tier: record.tier, windows: [] };
+    let decision;
+    try {
+      decision = await this.deps.limiter.check({ subject: id, windows, cost: 0 });
+    } catch (err) {
+      if (!(err instanceof LimiterUnavailableError)) throw err;
+      throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+    }
+    return {
+      id,
+      tier: record.tier,
+      windows: decision.windows.map((w) => ({
+        window: formatWindow(w.windowMs),
+        window_seconds: w.windowMs / 1000,
+        limit: w.limit,
+        used: w.used,
+        remaining: Math.max(0, w.limit - w.used),
+        reset: Math.ceil(w.resetMs / 1000),
+      })),
+    };
+  }
+
+  /** Every record with its hashes, for a backup (never leaves through the HTTP API). */
+  async *exportRecords(): AsyncGenerator<ApiKeyRecord> {
+    let after: string | undefined;
+    do {
+      const page = await this.deps.store.list({ after, limit: 500 });
+      yield* page.records;
+      after = page.next;
+    } while (after !== undefined);
+  }
+
+  /** Restores a record from a backup (replacing one with its id) and tells every replica. */
+  async importRecord(record: ApiKeyRecord): Promise<void> {
+    try {
+      await this.deps.store.put(record);
+    } catch (err) {
+      if (err instanceof KeyExistsError) throw new GatewayError('key_exists', { message: `A secret of ${record.id} opens another key already.` });
+      throw err;
+    }
+    await this.deps.events.announce(record.id);
+  }
+
+  /** After a restore: the store holds its data again (a backup of no keys restores the marker too). */
+  async restoreMarker(): Promise<void> {
+    await this.deps.store.ensureMarker();
+  }
+}

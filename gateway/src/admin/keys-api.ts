@@ -1,0 +1,133 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import { asGatewayError, GatewayError } from '../errors/envelope';
+import { StoreUnavailableError } from '../store/types';
+import type { KeyService } from './key-service';
+import { invalidParameters } from './validation';
+
+// The key API under /v1/keys on the admin listener: bearer token, JSON in and out, envelopes on errors.
+
+/** Admin bodies are a few fields; anything bigger is a mistake or an attack. */
+export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
+
+export interface ApiAnswer {
+  status: number;
+  body: unknown;
+}
+
+interface Matched {
+  id: string;
+  query: Record<string, string>;
+  /** Reads the JSON body; `optional`: undefined when there is none. */
+  body(options?: { optional?: boolean }): Promise<unknown>;
+}
+type Handler = (service: KeyService, match: Matched) => Promise<ApiAnswer>;
+
+const ID = '([^/]+)';
+const routes: { method: string; path: RegExp; handler: Handler }[] = [
+  { method: 'POST', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 201, body: await s.create(await m.body()) }) },
+  { method: 'GET', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 200, body: await s.list(m.query) }) },
+  { method: 'GET', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.get(m.id) }) },
+  { method: 'PATCH', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.update(m.id, await m.body()) }) },
+  { method: 'DELETE', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.revoke(m.id) }) },
+  { method: 'POST', path: new RegExp(`^/v1/keys/${ID}/rotate$`), handler: async (s, m) => ({ status: 201, body: await s.rotate(m.id, (await m.body({ optional: true })) ?? {}) }) },
+  { method: 'GET', path: new RegExp(`^/v1/keys/${ID}/usage$`), handler: async (s, m) => ({ status: 200, body: await s.usage(m.id) }) },
+];
+
+export function isKeysApiPath(path: string): boolean {
+  return path === '/v1/keys' || path.startsWith('/v1/keys/');
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // malformed escapes: no key has such an id, so it is a 404
+  }
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/** Compares hashes of both, so neither the length nor the content of the token leaks through timing. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
+  return match !== null && timingSafeEqual(digest(match[1]), digest(token));
+}
+
+function readBody(req: IncomingMessage, optional: boolean): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (!hasBody && optional) return Promise.resolve(undefined);
+  const tooLarge = () =>
+    new GatewayError('payload_too_large', {
+      message: `The request body is larger than the key API accepts (${MAX_ADMIN_BODY_BYTES} bytes).`,
+      details: { max_body_bytes: MAX_ADMIN_BODY_BYTES },
+      headers: { connection: 'close' },
+    });
+  if (declared > MAX_ADMIN_BODY_BYTES) return Promise.reject(tooLarge());
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json') {
+    return Promise.reject(invalidParameters('content-type', 'application/json', "The 'content-type' header must be application/json"));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_ADMIN_BODY_BYTES) {
+        req.removeAllListeners('data');
+        req.resume(); // discard the rest; the answer closes the connection
+        reject(tooLarge());
+      } else chunks.push(chunk);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      if (size > MAX_ADMIN_BODY_BYTES) return;
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(invalidParameters('body', 'valid JSON', 'The request body must be valid JSON'));
+      }
+    });
+  });
+}
+
+export interface KeysApiOptions {
+  service: KeyService;
+  /** admin.token; without one every key API request is refused. */
+  token: string | undefined;
+  log: Logger;
+}
+
+/** Answers one request under /v1/keys; throws nothing: every failure is returned as a GatewayError. */
+export function createKeysApi({ service, token, log }: KeysApiOptions) {
+  if (!token) log.warn('admin.token is not set: the key API (/v1/keys) refuses every request with 401; /metrics, /healthz and /readyz stay open');
+
+  return async (req: IncomingMessage, path: string, search: URLSearchParams, requestId: string): Promise<ApiAnswer | GatewayError> => {
+    try {
+      if (!token) throw new GatewayError('invalid_admin_token', { message: 'The key API is disabled: no admin.token is configured on this gateway.' });
+      if (!tokenMatches(req.headers.authorization, token)) throw new GatewayError('invalid_admin_token', { headers: { 'www-authenticate': 'Bearer' } });
+      for (const route of routes) {
+        const found = route.path.exec(path);
+        if (!found || route.method !== req.method) continue;
+        return await route.handler(service, {
+          id: decodeSegment(found[1] ?? ''),
+          query: Object.fromEntries(search),
+          body: (options) => readBody(req, options?.optional ?? false),
+        });
+      }
+      throw new GatewayError('route_not_found');
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        log.warn({ request_id: requestId, err: err.message }, 'key API: the key store is unavailable');
+        return new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+      }
+      const failure = asGatewayError(err, requestId);
+      if (failure.code === 'internal_error') log.error({ request_id: requestId, err }, 'key API: unexpected error');
+      return failure;
+    }
+  };
+}
+
+export type KeysApi = ReturnType<typeof createKeysApi>;

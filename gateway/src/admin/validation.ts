@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { GatewayError } from '../errors/envelope';
+import { IMPORTED_KEY_PATTERN, KEY_ID_PATTERN } from '../store/keys';
+
+// The shapes the key API accepts (zod), and how the first problem becomes a 400 invalid_parameters
+// with `details.field` and `details.requirement`. Each error text is the requirement, worded to follow
+// "must be". Semantic checks (does the tier exist, is the date in the future) are the service's: 422.
+
+const SCOPE = /^(\*|[A-Za-z0-9_.:-]+)$/; // as in the config's tiers
+
+const nameText = 'a non-empty string of at most 200 characters';
+const name = z.string({ error: nameText }).trim().min(1, { error: nameText }).max(200, { error: nameText });
+const tierText = 'a tier name of at most 64 characters';
+const tier = z.string({ error: tierText }).min(1, { error: tierText }).max(64, { error: tierText });
+const scopeText = 'an array of at most 100 scopes like users:read';
+const scopes = z
+  .array(z.string({ error: scopeText }).regex(SCOPE, { error: scopeText }), { error: scopeText })
+  .max(100, { error: scopeText })
+  .transform((list) => [...new Set(list)]);
+const expiresAt = z.iso.datetime({ offset: true, error: 'an ISO 8601 date-time with a time zone, like 2027-01-01T00:00:00Z' });
+const key = z.string({ error: 'a string' }).regex(IMPORTED_KEY_PATTERN, { error: '16 to 256 characters of A-Z, a-z, 0-9, _ and -' });
+
+const object = { error: 'a JSON object' };
+
+export const createKeyInput = z.strictObject(
+  { name, tier, scopes: scopes.optional(), expires_at: expiresAt.optional(), key: key.optional() },
+  object,
+);
+export type CreateKeyInput = z.output<typeof createKeyInput>;
+
+/** null clears an optional field: `scopes: null` = the tier's scopes again, `expires_at: null` = never. */
+export const updateKeyInput = z
+  .strictObject({ name: name.optional(), tier: tier.optional(), scopes: scopes.nullable().optional(), expires_at: expiresAt.nullable().optional() }, object)
+  .refine((patch) => Object.keys(patch).length > 0, { error: 'a JSON object with at least one of name, tier, scopes, expires_at' });
+export type UpdateKeyInput = z.output<typeof updateKeyInput>;
+
+/** A rotation takes no parameters; an empty object is allowed so clients may always send JSON. */
+export const rotateKeyInput = z.strictObject({}, object);
+
+const limitText = 'an integer from 1 to 500';
+export const listKeysQuery = z.strictObject({
+  cursor: z.string().regex(KEY_ID_PATTERN, { error: 'a next_cursor value from a previous page' }).optional(),
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,3}$/, { error: limitText })
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= 500, { error: limitText })
+    .default(50),
+});
+
+type Issue = z.core.$ZodIssue;
+
+/** `['scopes', 1]` → `scopes[1]`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : `${i > 0 ? '.' : ''}${String(part)}`)).join('');
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const part of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[part];
+  }
+  return value;
+}
+
+/** The seed's 400: `{"code":"invalid_parameters","message":"The 'tier' field is required","details":{"field":"tier","requirement":"required"}}`. */
+export function invalidParameters(field: string, requirement: string, message: string): GatewayError {
+  return new GatewayError('invalid_parameters', { message, details: { field, requirement } });
+}
+
+function fromIssue(issue: Issue, input: unknown, noun: string): GatewayError {
+  if (issue.code === 'unrecognized_keys') {
+    const field = formatPath([...issue.path, issue.keys[0]]);
+    return invalidParameters(field, 'not allowed', `The '${field}' ${noun} is not allowed`);
+  }
+  if (issue.path.length === 0) return invalidParameters('body', issue.message, `The request body must be ${issue.message}`);
+  const field = formatPath(issue.path);
+  if (valueAt(input, issue.path) === undefined) return invalidParameters(field, 'required', `The '${field}' ${noun} is required`);
+  return invalidParameters(field, issue.message, `The '${field}' ${noun} must be ${issue.message}`);
+}
+
+/** Validates `input`, or throws 400 invalid_parameters naming the first problem. */
+export function parseInput<T extends z.ZodType>(schema: T, input: unknown, noun: 'field' | 'parameter' = 'field'): z.output<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw fromIssue(result.error.issues[0], input, noun);
+}

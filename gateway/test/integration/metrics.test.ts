@@ -1,0 +1,154 @@
+import { createHash } from 'node:crypto';
+import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { parseRawResponse, rawExchange, send } from '../support/http';
+import { changed, scrape, seriesKey } from '../support/metrics';
+import { closedPort } from '../support/ports';
+import { redisCli, startRedis, type TestRedis } from '../support/redis';
+import { startUpstream, type TestUpstream } from '../support/upstream';
+
+// Every envelope the public listener can send, one scenario each: sluice_errors_total must move by
+// exactly the number of envelopes sent, under the right code and status, and nothing else must move.
+
+const KEY = 'sk_test_metrics_000000000000000';
+const LIMITED = 'sk_test_metrics_limited_0000000';
+const NARROW = 'sk_test_metrics_narrow_00000000';
+
+let redis: TestRedis;
+let upstream: TestUpstream;
+let gateway: TestGateway;
+let configFile: string;
+
+beforeAll(async () => {
+  redis = await startRedis({ destructive: true });
+  upstream = await startUpstream();
+  const dead = await closedPort();
+  configFile = writeConfig(
+    baseConfig({
+      listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s' },
+      store: { redis: { url: redis.url }, timeout_ms: 1000 },
+      metrics: { default_labels: { instance: 'test-replica' } },
+      trusted_proxies: ['127.0.0.1'], // so the failed-key scenarios can come from their own address
+      rate_limiting: { failed_keys: { max_attempts: 2, per: '1m', block_for: '1m' } },
+      tiers: {
+        t: { limits: [], scopes: ['*'] },
+        limited: { limits: [{ requests: 1, per: '1m' }], scopes: ['*'] },
+        narrow: { limits: [], scopes: ['a'] },
+      },
+      upstreams: {
+        app: { targets: [upstream.url], timeout_ms: 300 },
+        dead: { targets: [`http://127.0.0.1:${dead}`], breaker: { failures: 1, cooldown: '1m' } },
+      },
+      routes: [
+        { name: 'small', match: { path_prefix: '/small' }, upstream: 'app', max_body_bytes: 10 },
+        { name: 'dead', match: { path_prefix: '/dead' }, upstream: 'dead', retries: 0 },
+        { name: 'app', match: { path_prefix: '/app' }, upstream: 'app', scopes: ['b'] },
+      ],
+      keys: [
+        { name: 'k', tier: 't', key: KEY },
+        { name: 'limited', tier: 'limited', key: LIMITED },
+        { name: 'narrow', tier: 'narrow', key: NARROW },
+      ],
+    }),
+  );
+  gateway = await startGateway(configFile);
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  await upstream?.close();
+  await redis?.stop();
+  removeConfig(configFile);
+});
+
+const get = (path: string, headers: Record<string, string> = {}) => send(`${gateway.url}${path}`, { headers });
+const raw = async (payload: string) => parseRawResponse(await rawExchange(gateway.port, payload, 3000)).status;
+const GUESSER = '203.0.113.9';
+const INSTANCE = { instance: 'test-replica' };
+const series = (code: string, status: number) => seriesKey('sluice_errors_total', { code, status: String(status), ...INSTANCE });
+
+const scenarios: { code: string; status: number; times: number; run: () => Promise<number[]> }[] = [
+  { code: 'invalid_request', status: 400, times: 1, run: async () => [await raw('GET /a%2Fb HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')] },
+  { code: 'missing_api_key', status: 401, times: 2, run: async () => [(await get('/app/ok')).status, (await get('/app/ok')).status] },
+  { code: 'forbidden', status: 403, times: 1, run: async () => [(await get('/app/ok', { 'x-api-key': NARROW })).status] },
+  { code: 'route_not_found', status: 404, times: 1, run: async () => [(await get('/nowhere', { 'x-api-key': KEY })).status] },
+  { code: 'request_timeout', status: 408, times: 1, run: async () => [await raw('GET /app/ok HTTP/1.1\r\nhost: x\r\n')] },
+  {
+    code: 'payload_too_large',
+    status: 413,
+    times: 1,
+    run: async () => [(await send(`${gateway.url}/small/ok`, { method: 'POST', headers: { 'x-api-key': KEY }, body: 'x'.repeat(11) })).status],
+  },
+  { code: 'rate_limit_exceeded', status: 429, times: 1, run: async () => [(await get('/small/ok', { 'x-api-key': LIMITED })).status, (await get('/small/ok', { 'x-api-key': LIMITED })).status].slice(1) },
+  { code: 'headers_too_large', status: 431, times: 1, run: async () => [await raw(`GET / HTTP/1.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)] },
+  {
+    code: 'internal_error',
+    status: 500,
+    times: 1,
+    run: async () => {
+      const secret = 'sk_test_corrupt_for_metrics_000';
+      const sha = createHash('sha256').update(secret).digest('hex');
+      await redisCli(redis.port, 'SET', `sluice:secret:${sha}`, 'key_broken');
+      await redisCli(redis.port, 'HSET', 'sluice:key:{key_broken}', 'id', 'key_broken', 'secret_hashes', '{not json');
+      return [(await get('/small/ok', { 'x-api-key': secret })).status];
+    },
+  },
+  { code: 'bad_gateway', status: 502, times: 1, run: async () => [(await get('/dead/ok', { 'x-api-key': KEY })).status] },
+  // the breaker opened on that failure (failures: 1): the next one is refused without connecting
+  { code: 'service_unavailable', status: 503, times: 1, run: async () => [(await get('/dead/ok', { 'x-api-key': KEY })).status] },
+  { code: 'gateway_timeout', status: 504, times: 1, run: async () => [(await get('/small/slow?ms=3000', { 'x-api-key': KEY })).status] },
+  {
+    code: 'invalid_api_key',
+    status: 401,
+    times: 2,
+    run: async () => [
+      (await get('/small/ok', { 'x-api-key': 'sk_live_wrong_000000000001', 'x-forwarded-for': GUESSER })).status,
+      (await get('/small/ok', { 'x-api-key': 'sk_live_wrong_000000000002', 'x-forwarded-for': GUESSER })).status,
+    ],
+  },
+  {
+    code: 'too_many_failed_attempts',
+    status: 429,
+    times: 1,
+    run: async () => [(await get('/small/ok', { 'x-api-key': 'sk_live_wrong_000000000003', 'x-forwarded-for': GUESSER })).status],
+  },
+];
+
+describe('sluice_errors_total moves once per envelope sent', () => {
+  it.each(scenarios)('$code ($status) × $times', async ({ code, status, times, run }) => {
+    await new Promise((resolve) => setTimeout(resolve, 50)); // let the previous request's bookkeeping settle
+    const before = await scrape(gateway.adminUrl);
+    const statuses = await run();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const after = await scrape(gateway.adminUrl);
+    expect(statuses).toEqual(Array(times).fill(status));
+    expect(changed(before, after, 'sluice_errors_total')).toEqual({ [series(code, status)]: times });
+  });
+});
+
+describe('other metrics', () => {
+  it('counts requests by route, method and status, with latency histograms for gateway and upstream', async () => {
+    const before = await scrape(gateway.adminUrl);
+    for (let i = 0; i < 3; i++) expect((await get('/small/ok', { 'x-api-key': KEY })).status).toBe(200);
+    const after = await scrape(gateway.adminUrl);
+    expect(changed(before, after, 'sluice_requests_total')).toEqual({ [seriesKey('sluice_requests_total', { route: 'small', method: 'GET', status: '200', ...INSTANCE })]: 3 });
+    expect(changed(before, after, 'sluice_request_duration_seconds_count')).toEqual({ [seriesKey('sluice_request_duration_seconds_count', { route: 'small', ...INSTANCE })]: 3 });
+    expect(changed(before, after, 'sluice_upstream_duration_seconds_count')).toEqual({ [seriesKey('sluice_upstream_duration_seconds_count', { upstream: 'app', ...INSTANCE })]: 3 });
+    expect(changed(before, after, 'sluice_redis_duration_seconds_count')).toEqual({});
+  });
+
+  it('reports breaker state per target, rate-limit decisions by tier, in-flight and the process metrics', async () => {
+    const metrics = await scrape(gateway.adminUrl);
+    const dead = [...metrics.keys()].find((k) => k.startsWith('sluice_upstream_breaker_state{') && k.includes('upstream="dead"'));
+    expect(metrics.get(dead!)).toBe(1);
+    expect(metrics.get(seriesKey('sluice_ratelimit_decisions_total', { tier: 'limited', outcome: 'limited', ...INSTANCE }))).toBe(1);
+    expect(metrics.get(seriesKey('sluice_in_flight_requests', INSTANCE))).toBe(0);
+    expect([...metrics.keys()].some((k) => k.startsWith('process_resident_memory_bytes'))).toBe(true);
+    expect([...metrics.keys()].some((k) => k.startsWith('nodejs_eventloop_lag_seconds'))).toBe(true);
+  });
+
+  it('never puts a key, a path or a key id in a label', async () => {
+    const text = [...(await scrape(gateway.adminUrl)).keys()].join('\n');
+    for (const secret of [KEY, LIMITED, NARROW, 'sk_live_wrong', '/small/ok', '/nowhere', GUESSER]) expect(text).not.toContain(secret);
+    expect(text).not.toMatch(/key_[0-9a-f]{20}/); // key ids
+  });
+});
