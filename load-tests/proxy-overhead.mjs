@@ -88,6 +88,12 @@ function run(url, headers) {
   });
 }
 
+/** Calls per command from INFO commandstats (commands a script runs inside Redis included). */
+function commandStats(port) {
+  const text = execFileSync('redis-cli', ['-p', String(port), 'INFO', 'commandstats'], { encoding: 'utf8' });
+  return Object.fromEntries([...text.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const upstream = await start(process.execPath, [path.join(root, 'load-tests/bench-upstream.mjs')], (line) => JSON.parse(line));
@@ -99,11 +105,19 @@ const cases = [
   { name: 'sluice, embedded store', url: `http://127.0.0.1:${await startGateway(upstream.port)}/`, headers: { 'x-api-key': KEY } },
   { name: 'sluice, Redis store', url: `http://127.0.0.1:${await startGateway(upstream.port, redisPort)}/`, headers: { 'x-api-key': KEY } },
 ];
-const samples = new Map(cases.map((c) => [c.name, { rps: [], p50: [], p99: [], errors: 0 }]));
+const samples = new Map(cases.map((c) => [c.name, { rps: [], p50: [], p99: [], errors: 0, total: 0 }]));
+const redisCase = cases[cases.length - 1];
+const redisCalls = {};
 for (let round = 1; round <= rounds; round++) {
   for (const c of cases) {
+    const before = c === redisCase ? commandStats(redisPort) : null;
     const r = await run(c.url, c.headers);
+    if (before) {
+      const after = commandStats(redisPort);
+      for (const [name, calls] of Object.entries(after)) redisCalls[name] = (redisCalls[name] ?? 0) + calls - (before[name] ?? 0);
+    }
     const s = samples.get(c.name);
+    s.total += r.requests.total;
     s.rps.push(r.requests.average);
     s.p50.push(r.latency.p50);
     s.p99.push(r.latency.p99);
@@ -118,4 +132,10 @@ for (const c of cases) {
   const s = samples.get(c.name);
   console.log(`| ${c.name} | ${Math.round(median(s.rps))} | ${median(s.p50)} | ${median(s.p99)} | ${(median(s.rps) / base).toFixed(2)} | ${s.errors} |`);
 }
+const proxied = samples.get(redisCase.name).total;
+const perRequest = Object.entries(redisCalls)
+  .filter(([name, calls]) => calls > 0 && name !== 'info' && name !== 'config')
+  .map(([name, calls]) => `${name} ${(calls / proxied).toFixed(3)}`)
+  .join(', ');
+console.log(`\nRedis commands per proxied request (INFO commandstats delta over ${proxied} requests; EVALSHA is the round trip, the rest run inside the script): ${perRequest}`);
 process.exit(0);

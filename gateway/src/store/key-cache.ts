@@ -26,11 +26,13 @@ export class KeyCache {
   /** Bumped by expireAll(). */
   private epoch = 0;
   /**
-   * For a moment after the store failed, a key we hold (however old) is served without asking the
-   * store again, so known customers do not each wait out a timeout during an outage. Keys we do not
-   * hold still ask: nothing else can tell whether they are valid.
+   * After the store failed (0: it did not), keys we hold, however old, are served without asking it:
+   * for a second, then while one lookup (the probe) checks whether it is back. So during an outage
+   * known customers do not each wait out a timeout. Keys we do not hold still ask: nothing else can
+   * tell whether they are valid.
    */
   private storeDownUntil = 0;
+  private probeInFlight = false;
 
   constructor(
     private readonly store: KeyStore,
@@ -56,10 +58,14 @@ export class KeyCache {
       keyCacheLookups.inc({ result: 'hit' });
       return { record: opened(fresh.record), cached: true };
     }
-    if (Date.now() < this.storeDownUntil && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash, opened);
+    const storeSuspect = this.probeInFlight || Date.now() < this.storeDownUntil;
+    if (storeSuspect && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash, opened);
+    const isProbe = this.storeDownUntil > 0;
+    if (isProbe) this.probeInFlight = true;
     const generation = this.generation;
     try {
       const record = await this.store.findBySecretHash(secretHash);
+      this.storeDownUntil = 0;
       keyCacheLookups.inc({ result: 'miss' });
       if (!record) this.cache.delete(secretHash);
       else if (generation === this.generation) this.remember(secretHash, record);
@@ -68,6 +74,8 @@ export class KeyCache {
       if (!(err instanceof StoreUnavailableError)) throw err;
       this.storeDownUntil = Date.now() + STORE_RETRY_MS;
       return this.withoutStore(secretHash, opened, err);
+    } finally {
+      if (isProbe) this.probeInFlight = false;
     }
   }
 
