@@ -5,6 +5,8 @@ import { changed, scrape, seriesKey } from '../support/metrics';
 import { closedPort } from '../support/ports';
 import { redisCli, startRedis, type TestRedis } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
+import { ADMIN_TOKEN, adminApi } from '../support/admin';
+import { catalogue } from '../../src/errors/catalogue';
 
 // Every envelope the public listener can send, one scenario each: sluice_errors_total must move by
 // exactly the number of envelopes sent, under the right code and status, and nothing else must move.
@@ -25,6 +27,7 @@ beforeAll(async () => {
   configFile = writeConfig(
     baseConfig({
       listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s' },
+      admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
       store: { redis: { url: redis.url }, timeout_ms: 1000 },
       metrics: { default_labels: { instance: 'test-replica' } },
       trusted_proxies: ['127.0.0.1'], // so the failed-key scenarios can come from their own address
@@ -113,6 +116,17 @@ const scenarios: { code: string; status: number; times: number; run: () => Promi
   },
 ];
 
+// The admin API's envelopes count too: they are built by the same function.
+const admin = () => adminApi(gateway.adminUrl);
+scenarios.push(
+  { code: 'invalid_admin_token', status: 401, times: 1, run: async () => [(await adminApi(gateway.adminUrl, 'wrong-token')('GET', '/v1/keys')).status] },
+  { code: 'invalid_parameters', status: 400, times: 1, run: async () => [(await admin()('POST', '/v1/keys', { tier: 't' })).status] },
+  { code: 'key_not_found', status: 404, times: 1, run: async () => [(await admin()('GET', '/v1/keys/key_00000000000000000000')).status] },
+  { code: 'unknown_tier', status: 422, times: 1, run: async () => [(await admin()('POST', '/v1/keys', { name: 'x', tier: 'gold' })).status] },
+  { code: 'validation_failed', status: 422, times: 1, run: async () => [(await admin()('POST', '/v1/keys', { name: 'x', tier: 'narrow', scopes: ['b'] })).status] },
+  { code: 'key_exists', status: 409, times: 1, run: async () => [(await admin()('POST', '/v1/keys', { name: 'dup', tier: 't', key: KEY })).status] },
+);
+
 describe('sluice_errors_total moves once per envelope sent', () => {
   it.each(scenarios)('$code ($status) × $times', async ({ code, status, times, run }) => {
     await new Promise((resolve) => setTimeout(resolve, 50)); // let the previous request's bookkeeping settle
@@ -123,6 +137,10 @@ describe('sluice_errors_total moves once per envelope sent', () => {
     expect(statuses).toEqual(Array(times).fill(status));
     expect(changed(before, after, 'sluice_errors_total')).toEqual({ [series(code, status)]: times });
   });
+});
+
+it('covers every code of the catalogue', () => {
+  expect(new Set(scenarios.map((s) => s.code))).toEqual(new Set(Object.keys(catalogue)));
 });
 
 describe('other metrics', () => {
@@ -144,6 +162,20 @@ describe('other metrics', () => {
     expect(metrics.get(seriesKey('sluice_in_flight_requests', INSTANCE))).toBe(0);
     expect([...metrics.keys()].some((k) => k.startsWith('process_resident_memory_bytes'))).toBe(true);
     expect([...metrics.keys()].some((k) => k.startsWith('nodejs_eventloop_lag_seconds'))).toBe(true);
+  });
+
+  it('logs and forwards a W3C traceparent', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const res = await get('/small/headers', { 'x-api-key': KEY, traceparent, 'x-request-id': 'trace-test' });
+    expect(res.json.headers.traceparent).toBe(traceparent);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const line = gateway.output.find((l) => l.includes('"request_id":"trace-test"'));
+    expect(JSON.parse(line!).traceparent).toBe(traceparent);
+  });
+
+  it('never shows the admin token or a key in logs, metrics or bodies', async () => {
+    const text = [...(await scrape(gateway.adminUrl)).keys()].join('\n') + gateway.output.join('\n');
+    for (const secret of [ADMIN_TOKEN, KEY, LIMITED, NARROW]) expect(text).not.toContain(secret);
   });
 
   it('never puts a key, a path or a key id in a label', async () => {
