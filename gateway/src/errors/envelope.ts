@@ -1,4 +1,4 @@
-import { errors as errorsSent } from '../metrics/registry';
+import { errorsBy } from '../metrics/registry';
 import { catalogue, type ErrorCode } from './catalogue';
 
 export type ErrorDetails = Record<string, string | number | boolean | null>;
@@ -43,7 +43,7 @@ export function asGatewayError(err: unknown, requestId: string): GatewayError {
  * sent is built here, once, which is why it is counted here (sluice_errors_total).
  */
 export function envelopeResponse(err: GatewayError, requestId: string) {
-  errorsSent.inc({ code: err.code, status: String(err.status) });
+  errorsBy(err.code, String(err.status)).inc();
   const body = JSON.stringify(toEnvelope(err));
   const headers: Record<string, string> = {
     'content-type': ENVELOPE_CONTENT_TYPE,

@@ -154,6 +154,26 @@ export const configReloads = new Counter({
   registers: [registry],
 });
 
+/**
+ * A metric's child for one set of label values, looked up once: prom-client hashes the label object
+ * on every call otherwise, which is measurable on the request path. Values in labelNames order.
+ */
+export function children<C>(metric: { labels(...values: string[]): C }): (...values: string[]) => C {
+  const made = new Map<string, C>();
+  return (...values) => {
+    const key = values.join('\u0000');
+    let child = made.get(key);
+    if (child === undefined) made.set(key, (child = metric.labels(...values)));
+    return child;
+  };
+}
+
+export const requestsBy = children(requests); // (route, method, status)
+export const requestDurationBy = children(requestDuration); // (route)
+export const upstreamDurationBy = children(upstreamDuration); // (upstream)
+export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outcome)
+export const errorsBy = children(errors); // (code, status)
+
 /** Times a Redis round trip into the duration histogram, and counts its failure. */
 export async function timeRedis<T>(operation: string, run: () => Promise<T>): Promise<T> {
   const end = redisDuration.startTimer({ operation });

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { requestDuration, requests } from '../metrics/registry';
+import { requestDurationBy, requestsBy } from '../metrics/registry';
 import type { RequestContext } from './context';
 
 /**
@@ -10,8 +10,8 @@ export function finish(ctx: RequestContext): void {
   const seconds = (performance.now() - ctx.startedAt) / 1000;
   const route = ctx.route?.route.name ?? 'none';
   const status = ctx.status ?? 0;
-  requests.inc({ route, method: ctx.req.method ?? 'UNKNOWN', status: String(status) });
-  requestDuration.observe({ route }, seconds);
+  requestsBy(route, ctx.req.method ?? 'UNKNOWN', String(status)).inc();
+  requestDurationBy(route).observe(seconds);
 
   const { log, config } = ctx.runtime;
   if (!log.isLevelEnabled('info')) return;

@@ -6,7 +6,7 @@ import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../proxy/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import type { Target } from '../proxy/upstreams';
-import { upstreamDuration, upstreamErrors } from '../metrics/registry';
+import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
 import type { RequestContext } from './context';
@@ -61,7 +61,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   let upstreamResponse;
   for (;;) {
     ctx.upstreamTarget = target.origin;
-    const attemptTimer = upstreamDuration.startTimer({ upstream: route.upstream });
+    const attemptTimer = upstreamDurationBy(route.upstream).startTimer();
     try {
       upstreamResponse = await target.pool.request({
         method: method as 'GET',

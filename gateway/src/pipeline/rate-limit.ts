@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors/envelope';
-import { rateLimitDecisions } from '../metrics/registry';
+import { rateLimitDecisionsBy } from '../metrics/registry';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
 import { LimiterUnavailableError } from '../store/resilient-limiter';
 import type { RequestContext } from './context';
@@ -23,6 +23,6 @@ export async function rateLimit(ctx: RequestContext): Promise<void> {
     throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
   }
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
-  rateLimitDecisions.inc({ tier: consumer.tier, outcome: decision.allowed ? 'allowed' : 'limited' });
+  rateLimitDecisionsBy(consumer.tier, decision.allowed ? 'allowed' : 'limited').inc();
   if (!decision.allowed) throw rateLimitExceeded(decision);
 }
