@@ -101,3 +101,8 @@ export function checkKeyAgainstTiers(
   if (outside.length === 0) return null;
   return { code: 'validation_failed', field: 'scopes', message: `Scopes ${outside.join(', ')} are not granted by tier "${input.tier}".` };
 }
+
+/** Every secret hash that may open the record: current ones and rotated-out ones still in their grace. */
+export function allSecretHashes(record: ApiKeyRecord): string[] {
+  return [...record.secret_hashes, ...(record.previous_secrets ?? []).map((p) => p.hash)];
+}

@@ -1,5 +1,5 @@
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
-import { newRecord } from '../keys';
+import { allSecretHashes, newRecord } from '../keys';
 
 /** The embedded store: one process, nothing shared, gone on exit. For trying sluice out and for tests. */
 export class MemoryKeyStore implements KeyStore {
@@ -19,7 +19,7 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   async put(record: ApiKeyRecord): Promise<void> {
-    const hashes = [...record.secret_hashes, ...(record.previous_secrets ?? []).map((p) => p.hash)];
+    const hashes = allSecretHashes(record);
     if (hashes.some((hash) => (this.idBySecretHash.get(hash) ?? record.id) !== record.id)) throw new KeyExistsError();
     for (const hash of hashes) this.idBySecretHash.set(hash, record.id);
     this.records.set(record.id, structuredClone(record));

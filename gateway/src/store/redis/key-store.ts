@@ -1,6 +1,6 @@
 import { timeRedis } from '../../metrics/registry';
 import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
-import { newRecord } from '../keys';
+import { allSecretHashes, newRecord } from '../keys';
 import type { RedisClient } from './client';
 import { REPLACE_RECORD } from './scripts';
 
@@ -98,7 +98,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async put(record: ApiKeyRecord): Promise<void> {
-    const hashes = [...record.secret_hashes, ...(record.previous_secrets ?? []).map((p) => p.hash)];
+    const hashes = allSecretHashes(record);
     const claimed: string[] = [];
     const giveBack = () => Promise.all(claimed.map((hash) => this.client.del(this.secretKey(hash)).catch(() => undefined)));
     try {
