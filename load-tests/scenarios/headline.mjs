@@ -1,0 +1,49 @@
+// The headline: the same tiny GET through each proxy, alternating over rounds —
+// bare undici (baseline), bare http-proxy (baseline), sluice with Redis (cached key, two windows that
+// are never reached: the full path), and nginx when installed.
+import { withGroup } from '../lib/procs.mjs';
+import { fmtCommands, startRedis } from '../lib/redis.mjs';
+import { BENCH_KEY, startBareHttpProxy, startBareUndici, startNginx, startSluice, startUpstream } from '../lib/servers.mjs';
+import { fixed, int, ms, ratio, table, target, plural } from '../lib/report.mjs';
+import { runRounds } from '../lib/rounds.mjs';
+
+export const title = 'Headline: proxy overhead';
+
+export async function run(settings) {
+  return withGroup(async (group) => {
+    const upstream = await startUpstream(group);
+    const redis = await startRedis(group);
+    const undici = await startBareUndici(group, upstream);
+    const httpProxy = await startBareHttpProxy(group, upstream);
+    const sluice = await startSluice(group, { upstream, redis });
+    const nginx = await startNginx(group, upstream);
+
+    const cases = [
+      { name: 'bare undici proxy', pid: undici.pid, load: { url: undici.url } },
+      { name: 'bare http-proxy', pid: httpProxy.pid, load: { url: httpProxy.url } },
+      { name: 'sluice (Redis, cached key, 2 windows)', pid: sluice.pid, load: { url: sluice.url, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] }, redis, windows: 2 },
+    ];
+    if (nginx) cases.push({ name: `nginx (keepalive upstream)`, pid: nginx.pid, load: { url: nginx.url } });
+    const results = await runRounds({ ...settings, label: 'headline' }, cases);
+    const [u, h, s] = results;
+
+    const markdown = [
+      `${settings.connections} connections, ${settings.seconds} s per case × ${plural(settings.rounds, 'round')} (medians), GET / → a 16-byte JSON answer.`,
+      '',
+      table(
+        ['case', 'req/s', 'p50 ms', 'p99 ms', '× bare undici', '× bare http-proxy', 'proxy CPU µs/req', 'load gen CPU %', 'errors', 'non-2xx'],
+        results.map((r) => [r.name, int(r.rps), ms(r.p50), ms(r.p99), ratio(r.rps, u.rps), ratio(r.rps, h.rps), fixed(r.cpuUsPerReq), fixed(r.loadCpuPct, 0), int(r.errors), int(r.non2xx)]),
+      ),
+      '',
+      `Redis per proxied request through sluice: **${s.redis.roundTrips.toFixed(3)} round trips** (${fmtCommands(s.redis.direct)}); ` +
+        `run inside the script: ${fmtCommands(s.redis.inScript)}.`,
+    ].join('\n');
+    const targets = [
+      target('sluice ≥ 0.85× bare undici (req/s)', ratio(s.rps, u.rps), s.rps >= 0.85 * u.rps),
+      target('sluice ≥ 1.5× bare http-proxy (req/s)', ratio(s.rps, h.rps), s.rps >= 1.5 * h.rps),
+      target(`sluice p99 ≤ bare undici p99 + 1 ms (${settings.connections} connections)`, `${ms(s.p99)} vs ${ms(u.p99)} + 1 ms`, s.p99 <= u.p99 + 1),
+      target('Redis round trips per proxied request = 1.0 (cached key)', s.redis.roundTrips.toFixed(3), Math.abs(s.redis.roundTrips - 1) < 0.01),
+    ];
+    return { markdown, targets, results };
+  });
+}
