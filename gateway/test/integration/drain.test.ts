@@ -1,35 +1,19 @@
 import WebSocket from 'ws';
 import { Agent, request } from 'undici';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { startKeyedGateway, type TestGateway } from '../support/gateway';
 
 // SIGTERM during steady traffic of long and short requests, keep-alive connections and a WebSocket:
 // every request the gateway accepted completes; the WebSocket is closed with 1001 after the grace.
 
 const KEY = 'sk_test_drain_0000000000000000';
-let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
+let stop: (signal?: NodeJS.Signals) => Promise<void>;
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      lifecycle: { drain_delay: '500ms', grace: '3s' },
-      tiers: { t: { limits: [], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
-      keys: [{ name: 'k', tier: 't', key: KEY }],
-    }),
-  );
-  gateway = await startGateway(configFile);
+  ({ gateway, stop } = await startKeyedGateway(KEY, { lifecycle: { drain_delay: '500ms', grace: '3s' } }));
 });
 
-afterAll(async () => {
-  await gateway?.stop('SIGKILL');
-  await upstream?.close();
-  removeConfig(configFile);
-});
+afterAll(() => stop?.('SIGKILL'));
 
 it('loses no accepted request under steady load, and closes WebSockets with 1001 after the grace', async () => {
   const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`, { headers: { 'x-api-key': KEY } });

@@ -1,35 +1,19 @@
 import { request } from 'undici';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { startKeyedGateway, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send } from '../support/http';
-import { startUpstream, type TestUpstream } from '../support/upstream';
 
 // SIGTERM: readiness turns false first, then the listener stops accepting, requests in flight finish,
 // and the process exits 0.
 
 const KEY = 'sk_test_lifecycle_0123456789';
-let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
+let stop: (signal?: NodeJS.Signals) => Promise<void>;
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      lifecycle: { drain_delay: '700ms', grace: '10s' },
-      tiers: { t: { limits: [], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
-      keys: [{ name: 'k', tier: 't', key: KEY }],
-    }),
-  );
-  gateway = await startGateway(configFile);
+  ({ gateway, stop } = await startKeyedGateway(KEY, { lifecycle: { drain_delay: '700ms', grace: '10s' } }));
 });
 
-afterAll(async () => {
-  await gateway?.stop('SIGKILL');
-  await upstream?.close();
-  removeConfig(configFile);
-});
+afterAll(() => stop?.('SIGKILL'));
 
 it('drains on SIGTERM: not ready, then no new connections, in-flight requests complete, exit 0', async () => {
   expect((await send(`${gateway.adminUrl}/readyz`)).status).toBe(200);

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { startKeyedGateway, type TestGateway } from '../support/gateway';
 import { agent } from '../support/http';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import type { TestUpstream } from '../support/upstream';
 
 // 50 MB (then 250 MB) up and back through the gateway: the bodies stream, so the gateway's memory
 // does not grow with them. The peak RSS (VmHWM) is read from /proc before and after, and printed.
@@ -15,7 +15,7 @@ const BODY_BYTES = 50 * MB;
 
 let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
+let stop: () => Promise<void>;
 
 function memoryKb(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -40,23 +40,12 @@ function generatedBody(bytes: number, hash: ReturnType<typeof createHash>): Read
 }
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      tiers: { t: { limits: [], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'bulk', match: { path_prefix: '/bulk' }, upstream: 'app', max_body_bytes: '1GB' }],
-      keys: [{ name: 'k', tier: 't', key: KEY }],
-    }),
-  );
-  gateway = await startGateway(configFile);
+  ({ gateway, upstream, stop } = await startKeyedGateway(KEY, {
+    routes: [{ name: 'bulk', match: { path_prefix: '/bulk' }, upstream: 'app', max_body_bytes: '1GB' }],
+  }));
 });
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  removeConfig(configFile);
-});
+afterAll(() => stop?.());
 
 /** Sends `bytes` up through the gateway's echo route and reads them back; returns the peak-RSS growth in MB. */
 async function echoThrough(bytes: number): Promise<number> {

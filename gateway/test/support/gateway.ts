@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
+import { startUpstream } from './upstream';
 
 // Starts real gateway processes (the built CLI, `npm test` builds first) on free ports.
 
@@ -107,4 +108,31 @@ export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = 
 
 export function removeConfig(file: string): void {
   rmSync(path.dirname(file), { recursive: true, force: true });
+}
+
+/**
+ * The usual fixture: a misbehaving upstream, and a gateway with one key of an unlimited tier and a
+ * catch-all route to it. `overrides` replace top-level config sections.
+ */
+export async function startKeyedGateway(key: string, overrides: Record<string, unknown> = {}) {
+  const upstream = await startUpstream();
+  const configFile = writeConfig(
+    baseConfig({
+      tiers: { t: { limits: [], scopes: ['*'] } },
+      upstreams: { app: { targets: [upstream.url] } },
+      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      keys: [{ name: 'k', tier: 't', key }],
+      ...overrides,
+    }),
+  );
+  const gateway = await startGateway(configFile);
+  return {
+    gateway,
+    upstream,
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      await gateway.stop(signal);
+      await upstream.close();
+      removeConfig(configFile);
+    },
+  };
 }
