@@ -1,8 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { envelopeResponse, GatewayError } from './errors/envelope';
+import { GatewayError } from './errors/envelope';
+import { endSocketWithEnvelope } from './proxy/raw-response';
 import type { ErrorCode } from './errors/catalogue';
 import type { RequestContext, Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
@@ -108,10 +108,7 @@ export class GatewayServer {
     }
     const code: ErrorCode =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'invalid_request';
-    const { status, headers, body } = envelopeResponse(new GatewayError(code), newRequestId());
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`;
-    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${body}`);
+    endSocketWithEnvelope(socket, new GatewayError(code), newRequestId());
     this.getRuntime().log.debug({ code, parser_error: err.code }, 'refused a malformed request');
   }
 

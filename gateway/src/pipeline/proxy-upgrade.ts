@@ -1,18 +1,9 @@
 import type { Duplex } from 'node:stream';
-import { STATUS_CODES } from 'node:http';
 import { mapUpstreamError } from '../errors/upstream';
 import { upstreamErrors } from '../metrics/registry';
+import { rawResponseHead } from '../proxy/raw-response';
 import type { RequestContext } from './context';
 import { upstreamRequest } from './proxy';
-
-function headerLines(headers: Record<string, string | string[] | undefined>): string {
-  let lines = '';
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    for (const one of Array.isArray(value) ? value : [value]) lines += `${name}: ${one}\r\n`;
-  }
-  return lines;
-}
 
 /** Joins two sockets; either side closing or failing tears down both. */
 function splice(client: Duplex, upstream: Duplex): void {
@@ -64,7 +55,7 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   }
   ctx.status = 101;
   const responseHeaders = { ...upgraded.headers, connection: 'Upgrade', upgrade: protocol, 'x-request-id': ctx.requestId };
-  client.write(`HTTP/1.1 101 ${STATUS_CODES[101]}\r\n${headerLines(responseHeaders)}\r\n`);
+  client.write(rawResponseHead(101, responseHeaders));
   if (head.length > 0) upstreamSocket.write(head);
   ctx.reply.upstream = upstreamSocket;
   splice(client, upstreamSocket);

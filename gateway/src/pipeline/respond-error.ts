@@ -1,21 +1,17 @@
-import { STATUS_CODES } from 'node:http';
 import { envelopeResponse, type GatewayError } from '../errors/envelope';
+import { endSocketWithEnvelope } from '../proxy/raw-response';
 import type { RequestContext } from './context';
 
 /** Sends the envelope for `err`, on a normal response or on the raw socket of an upgrade. */
 export function respondError(ctx: RequestContext, err: GatewayError): void {
+  if (ctx.reply.kind === 'upgrade') {
+    ctx.status = endSocketWithEnvelope(ctx.reply.socket, err, ctx.requestId, ctx.responseHeaders);
+    return;
+  }
+
   const { status, headers, body } = envelopeResponse(err, ctx.requestId);
   const allHeaders: Record<string, string> = { ...ctx.responseHeaders, ...headers };
   ctx.status = status;
-
-  if (ctx.reply.kind === 'upgrade') {
-    const socket = ctx.reply.socket;
-    if (!socket.writable) return;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`;
-    for (const [name, value] of Object.entries(allHeaders)) head += `${name}: ${value}\r\n`;
-    socket.end(`${head}connection: close\r\n\r\n${body}`);
-    return;
-  }
 
   const res = ctx.reply.res;
   if (res.headersSent) {
