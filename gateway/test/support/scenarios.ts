@@ -38,7 +38,6 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
   const upstream = await startUpstream();
   const configFile = writeConfig(
     baseConfig({
-      log: { level: 'warn' },
       store: { redis: redisSettings, timeout_ms: 1000 },
       tiers: { burst: { limits: [{ requests: LIMIT, per: WINDOW }], scopes: ['*'] } },
       upstreams: { app: { targets: [upstream.url] } },
@@ -47,10 +46,7 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
       ...extra,
     }),
   );
-  // log level warn hides the "listening" line the launcher waits for; start at info, it is only one line per request
-  const infoConfig = writeConfig(require('node:fs').readFileSync(configFile, 'utf8').replace('level: warn', 'level: info'));
-  removeConfig(configFile);
-  const gateways = await Promise.all(Array.from({ length: count }, () => startGateway(infoConfig)));
+  const gateways = await Promise.all(Array.from({ length: count }, () => startGateway(configFile)));
   const agent = new Agent({ connections: 400, pipelining: 1 });
 
   const burst = async (total: number, { spreadMs = 0, during }: { spreadMs?: number; during?: () => Promise<void> } = {}): Promise<BurstOutcome> => {
@@ -115,7 +111,7 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
       await agent.close();
       await Promise.all(gateways.map((g) => g.stop()));
       await upstream.close();
-      removeConfig(infoConfig);
+      removeConfig(configFile);
     },
   };
 }
