@@ -4,6 +4,8 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/gateway/test'],
   testMatch: ['**/*.test.ts'],
+  // The hardening suites run minutes of load: `npm run test:faults` (jest.hardening.config.js).
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/gateway/test/hardening/'],
   transform: {
     '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' }, module: { type: 'commonjs' } }],
   },
