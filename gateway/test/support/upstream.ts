@@ -13,7 +13,12 @@ export interface RecordedRequest {
   url: string;
   headers: http.IncomingHttpHeaders;
   bodyBytes: number;
+  /** Date.now() when it was recorded */
+  at: number;
 }
+
+/** What every request gets while a fault is set, whatever its path (see TestUpstream.setFault). */
+export type UpstreamFault = 'reset' | 'hang' | 'garbage';
 
 export interface TestUpstream {
   /** http://127.0.0.1:PORT */
@@ -23,6 +28,11 @@ export interface TestUpstream {
   requests: RecordedRequest[];
   /** clear requests */
   reset(): void;
+  /** Every request gets this behaviour until setFault(null), whatever its path. */
+  setFault(fault: UpstreamFault | null): void;
+  /** Stops listening (connects are refused) and drops open connections; listen() again on the same port. */
+  refuse(): Promise<void>;
+  listen(): Promise<void>;
   /** closes the server, all sockets and websockets */
   close(): Promise<void>;
 }
@@ -47,8 +57,9 @@ export async function startUpstream(): Promise<TestUpstream> {
     socket.once('close', () => sockets.delete(socket));
   });
 
+  let fault: UpstreamFault | null = null;
   server.on('request', (req, res) => {
-    handle(req, res, port, requests).catch((err) => {
+    handle(req, res, port, requests, fault).catch((err) => {
       // e.g. status?code=42 (writeHead throws): answer 500 rather than crash the test process
       if (!res.headersSent) json(res, 500, { error: String(err) });
       else res.destroy();
@@ -57,7 +68,7 @@ export async function startUpstream(): Promise<TestUpstream> {
 
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     socket.on('error', () => {}); // node drops its own error listener on upgrade
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: 0 });
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes: 0, at: Date.now() });
     if (lastSegment(req.url) !== 'ws' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
       socket.destroy();
       return;
@@ -69,10 +80,15 @@ export async function startUpstream(): Promise<TestUpstream> {
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
+  const listen = (onPort: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(onPort, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  await listen(0);
   const port = (server.address() as net.AddressInfo).port;
 
   let closing: Promise<void> | undefined;
@@ -83,6 +99,15 @@ export async function startUpstream(): Promise<TestUpstream> {
     reset: () => {
       requests.length = 0;
     },
+    setFault: (next) => {
+      fault = next;
+    },
+    refuse: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+    listen: () => listen(port),
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const client of wss.clients) client.terminate();
@@ -101,6 +126,7 @@ async function handle(
   res: http.ServerResponse,
   port: number,
   requests: RecordedRequest[],
+  fault: UpstreamFault | null,
 ): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://upstream');
   const param = (name: string, fallback: number) => {
@@ -113,7 +139,7 @@ async function handle(
   const body = readAndRecord(req, requests);
   res.setHeader('x-upstream-port', port);
 
-  switch (lastSegment(req.url)) {
+  switch (fault ?? lastSegment(req.url)) {
     case 'ok':
       await body;
       return json(res, 200, { ok: true });
@@ -189,7 +215,7 @@ function readAndRecord(req: http.IncomingMessage, requests: RecordedRequest[]): 
     const record = () => {
       if (recorded) return;
       recorded = true;
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes });
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes, at: Date.now() });
       resolve(bodyBytes);
     };
     req.once('end', record);
