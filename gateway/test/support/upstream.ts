@@ -33,6 +33,8 @@ export interface TestUpstream {
   /** Stops listening (connects are refused) and drops open connections; listen() again on the same port. */
   refuse(): Promise<void>;
   listen(): Promise<void>;
+  /** TCP connections open on the server right now (keep-alive, in flight and upgraded) */
+  openSockets(): number;
   /** closes the server, all sockets and websockets */
   close(): Promise<void>;
 }
@@ -108,6 +110,7 @@ export async function startUpstream(): Promise<TestUpstream> {
         for (const socket of sockets) socket.destroy();
       }),
     listen: () => listen(port),
+    openSockets: () => sockets.size,
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const client of wss.clients) client.terminate();
