@@ -43,12 +43,14 @@ const INSTALL_HINT =
   'No Redis for the tests: install redis-server (apt-get install redis-server), ' +
   'or set SLUICE_TEST_REDIS_URL=redis://HOST:PORT (non-destructive suites only), or run a Docker engine.';
 
-export async function startRedis(opts: { destructive?: boolean } = {}): Promise<TestRedis> {
+/** `password`: the server requires it (--requirepass); `url` then carries it. Local redis-server only. */
+export async function startRedis(opts: { destructive?: boolean; password?: string } = {}): Promise<TestRedis> {
   const external = process.env.SLUICE_TEST_REDIS_URL;
-  if (external && !opts.destructive) return externalRedis(external);
+  if (external && !opts.destructive && !opts.password) return externalRedis(external);
 
   const bin = findBinary('redis-server');
-  if (bin) return RedisServer.start(bin);
+  if (bin) return RedisServer.start(bin, () => ({ password: opts.password }));
+  if (opts.password) throw new Error('startRedis({ password }) needs a local redis-server');
 
   if (await dockerAnswers()) return ContainerRedis.start();
 
@@ -110,6 +112,8 @@ interface ServerSetup {
   /** Passed first, as redis-server's config file (sentinel rewrites it, so it must be a file of its own). */
   configFile?: string;
   args?: string[];
+  /** --requirepass */
+  password?: string;
 }
 
 /** Called for each start attempt, which gets a fresh port and dir (so a setup may pick fresh extra ports too). */
@@ -131,7 +135,8 @@ class RedisServer implements TestRedis {
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    const auth = this.setup.password ? `:${encodeURIComponent(this.setup.password)}@` : '';
+    return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
   get pid(): number | undefined {
@@ -205,6 +210,7 @@ class RedisServer implements TestRedis {
       '--save', '', '--appendonly', 'no', '--dir', this.dir,
       '--pidfile', path.join(this.dir, 'redis.pid'), '--logfile', logFile, '--daemonize', 'no',
       ...(this.setup.args ?? []),
+      ...(this.setup.password ? ['--requirepass', this.setup.password] : []),
     ];
     // setpriv --pdeathsig KILL (util-linux): the kernel kills redis-server when this process dies,
     // even by SIGKILL. setpriv execs redis-server, so the pid stays the same.
@@ -226,7 +232,7 @@ class RedisServer implements TestRedis {
     while (Date.now() < deadline) {
       if (hasExited(child) || child.pid === undefined) break;
       // Checking the child is still alive after PONG: another server may own the port.
-      if ((await ping(this.port, 500)) && !hasExited(child)) return;
+      if ((await ping(this.port, 500, this.setup.password)) && !hasExited(child)) return;
       await sleep(50);
     }
     if (!hasExited(child)) child.kill('SIGKILL');
@@ -781,8 +787,8 @@ function findBinary(name: string): string | undefined {
   return undefined;
 }
 
-/** true when a raw PING on 127.0.0.1:port gets +PONG within timeoutMs. */
-export function ping(port: number, timeoutMs: number): Promise<boolean> {
+/** true when a raw PING on 127.0.0.1:port gets +PONG within timeoutMs (after AUTH when a password is given). */
+export function ping(port: number, timeoutMs: number, password?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     let reply = '';
@@ -792,10 +798,12 @@ export function ping(port: number, timeoutMs: number): Promise<boolean> {
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('connect', () => socket.write('PING\r\n'));
+    // AUTH as an inline command: the test passwords are plain tokens without spaces.
+    socket.once('connect', () => socket.write(password ? `AUTH ${password}\r\nPING\r\n` : 'PING\r\n'));
+    const expected = password ? '+OK\r\n+PONG' : '+PONG';
     socket.on('data', (chunk: Buffer) => {
       reply += chunk.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG')); // -LOADING etc.: not ready yet
+      if (reply.split('\r\n').length > (password ? 2 : 1)) done(reply.startsWith(expected)); // -LOADING etc.: not ready yet
     });
     socket.once('error', () => done(false));
   });
