@@ -5,11 +5,14 @@ import { REPLICA_HEARTBEAT } from './scripts';
 
 type ScriptedClient = RedisClient & { sluiceHeartbeat(key: string, id: string, livenessMs: number): Promise<number> };
 
-const BEAT_MS = 5_000;
-const LIVENESS_MS = 15_000;
+// Every second: replicas started together (a rollout, a scale-up) must see each other before Redis can
+// fail, or each one would take the whole limit as its share. One cheap script call a second per replica.
+const BEAT_MS = 1_000;
+// A replica missing five beats in a row is gone (a stalled event loop for a moment is not).
+const LIVENESS_MS = 5_000;
 
 /**
- * Each replica records itself in Redis every few seconds and learns how many replicas are alive,
+ * Each replica records itself in Redis every second and learns how many replicas are alive,
  * so that, if Redis goes away, it knows its share of every limit (limit ÷ live replicas).
  */
 export class ReplicaHeartbeat {
@@ -18,6 +21,7 @@ export class ReplicaHeartbeat {
   private readonly id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   private readonly client: ScriptedClient;
   private timer?: NodeJS.Timeout;
+  private previousBeatOk = false;
 
   constructor(
     client: RedisClient,
@@ -31,9 +35,14 @@ export class ReplicaHeartbeat {
 
   async beat(): Promise<void> {
     try {
-      this.liveReplicas = Math.max(1, await this.client.sluiceHeartbeat(this.key, this.id, LIVENESS_MS));
+      const count = await this.client.sluiceHeartbeat(this.key, this.id, LIVENESS_MS);
+      // The first beat after a start or an outage (frozen, restarted empty) sees only the replicas that
+      // beat before it, not yet the others: trust the count from the next beat on.
+      if (this.previousBeatOk) this.liveReplicas = Math.max(1, count);
+      this.previousBeatOk = true;
     } catch {
       // Redis away: keep the last count, which is exactly what the fallback needs.
+      this.previousBeatOk = false;
     }
   }
 

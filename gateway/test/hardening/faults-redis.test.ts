@@ -1,0 +1,156 @@
+import { KEYS, readiness, startFaultBench, type FaultBench } from '../support/fault-bench';
+import { runCli } from '../support/gateway';
+import { startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
+import { failedChecks } from '../support/reliability';
+import { send } from '../support/http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+// Redis faults under steady load through 3 replicas (fail_open_local): frozen, killed and restarted
+// empty, a Sentinel failover, a Cluster master killed. Each case records a row of RELIABILITY.md.
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('standalone Redis', () => {
+  let redis: TestRedis;
+  let bench: FaultBench;
+  beforeAll(async () => {
+    redis = await startRedis({ destructive: true });
+    bench = await startFaultBench('standalone', { url: redis.url });
+  });
+  afterAll(async () => {
+    await bench?.stop();
+    await redis?.stop();
+  });
+
+  it('Redis frozen (SIGSTOP) for 5 s, then SIGCONT', async () => {
+    const row = await bench.runCase({
+      name: 'Redis SIGSTOP 5 s',
+      redisFault: true,
+      inject: async () => {
+        const start = Date.now();
+        redis.pause();
+        await sleep(5000);
+        redis.resume();
+        return { start, end: Date.now() };
+      },
+    });
+    expect(failedChecks(row)).toBe('');
+  });
+
+  it('Redis killed and restarted empty: uncached keys 503 and not ready until keys import, never 401s', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-faults-'));
+    const backup = path.join(dir, 'keys.jsonl');
+    const exported = await runCli(['keys', 'export', '--config', bench.configFile]);
+    fs.writeFileSync(backup, exported.stdout);
+
+    const row = await bench.runCase({
+      name: 'Redis killed, restarted empty, keys import',
+      redisFault: true,
+      faultCodes: ['service_unavailable'],
+      inject: async ({ gateways }) => {
+        const start = Date.now();
+        await redis.kill();
+        await sleep(2000);
+        await redis.restart();
+        // Every replica notices the lost marker (health polls about once a second).
+        const notReady = await waitUntil('every replica to report marker_missing', 10_000, async () => {
+          const states = await Promise.all(gateways.map(readiness));
+          return states.every((s) => s.status === 503 && s.reason === 'marker_missing') ? states : undefined;
+        });
+        const freshBefore = await Promise.all(gateways.map((g) => send(`${g.url}/fresh/ok`, { headers: { 'x-api-key': KEYS.fresh } })));
+        const restored = await runCli(['keys', 'import', '--config', bench.configFile, backup]);
+        const importedAt = Date.now();
+        const ready = await waitUntil('every replica ready again', 10_000, async () => {
+          const states = await Promise.all(gateways.map(readiness));
+          return states.every((s) => s.status === 200) ? Date.now() : undefined;
+        }).catch(() => NaN);
+        const freshAfter = await Promise.all(gateways.map((g) => send(`${g.url}/fresh/ok`, { headers: { 'x-api-key': KEYS.fresh } })));
+        return {
+          start,
+          end: Date.now(),
+          figures: {
+            'keys restored': restored.stdout.trim().split('\n').length,
+            'ready again after import ms': ready - importedAt,
+          },
+          checks: [
+            { name: 'every replica not ready (marker_missing) after the empty restart', pass: notReady.length === 3 },
+            {
+              name: 'an uncached valid key gets 503 service_unavailable before the import (not 401)',
+              pass: freshBefore.every((r) => r.status === 503 && (r.json as any)?.error?.code === 'service_unavailable'),
+              detail: freshBefore.map((r) => r.status).join(', '),
+            },
+            { name: '`sluice keys import` restores the store', pass: restored.code === 0, detail: restored.stderr.trim() || undefined },
+            { name: 'every replica ready again after the import', pass: Number.isFinite(ready) },
+            { name: 'the uncached key works after the import', pass: freshAfter.every((r) => r.status === 200), detail: freshAfter.map((r) => r.status).join(', ') },
+          ],
+        };
+      },
+    });
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(failedChecks(row)).toBe('');
+  });
+});
+
+describe('Sentinel', () => {
+  let group: TestSentinelGroup;
+  let bench: FaultBench;
+  beforeAll(async () => {
+    group = await startSentinelGroup();
+    bench = await startFaultBench('Sentinel', { sentinel: { name: group.masterName, sentinels: group.sentinels.map((s) => `${s.host}:${s.port}`) } });
+  });
+  afterAll(async () => {
+    await bench?.stop();
+    await group?.stop();
+  });
+
+  it('Sentinel failover under load', async () => {
+    const row = await bench.runCase({
+      name: 'Sentinel failover',
+      redisFault: true,
+      inject: async () => {
+        const start = Date.now();
+        const promoted = await group.failover();
+        return { start, end: Date.now(), figures: { 'promoted': `${promoted.host}:${promoted.port}` } };
+      },
+    });
+    expect(failedChecks(row)).toBe('');
+  });
+});
+
+describe('Redis Cluster (3 masters, a replica each)', () => {
+  let cluster: TestRedisCluster;
+  let bench: FaultBench;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ withReplicas: true });
+    bench = await startFaultBench('Cluster', { cluster: { nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) } });
+  });
+  afterAll(async () => {
+    await bench?.stop();
+    await cluster?.stop();
+  });
+
+  it('one master killed, its replica promoted', async () => {
+    const row = await bench.runCase({
+      name: 'Cluster master SIGKILL',
+      redisFault: true,
+      inject: async () => {
+        const start = Date.now();
+        await cluster.killMaster(0);
+        return { start, end: Date.now() };
+      },
+    });
+    expect(failedChecks(row)).toBe('');
+  });
+});
