@@ -49,11 +49,12 @@ export function openBackends(config: Config, log: Logger): Backends {
   }
   const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
   const prefix = settings.key_prefix;
-  const keyStore = new RedisKeyStore(client, prefix);
+  const deadlineMs = settings.cluster ? config.store.timeout_ms : undefined;
+  const keyStore = new RedisKeyStore(client, prefix, deadlineMs);
   const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
   heartbeat.start();
-  const limiter = new ResilientLimiter(new RedisLimiter(client, prefix), new MemoryLimiter(), {
+  const limiter = new ResilientLimiter(new RedisLimiter(client, prefix, deadlineMs), new MemoryLimiter(), {
     policy: config.failure_policy,
     liveReplicas: () => heartbeat.liveReplicas,
     probe: () => client.ping(),

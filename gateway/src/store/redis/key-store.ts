@@ -2,6 +2,7 @@ import { timeRedis } from '../../metrics/registry';
 import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
 import { allSecretHashes, newRecord } from '../keys';
 import type { RedisClient } from './client';
+import { withDeadline } from './deadline';
 import { REPLACE_RECORD } from './scripts';
 
 /*
@@ -54,6 +55,8 @@ export class RedisKeyStore implements KeyStore {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
+    /** Whole-call deadline (Cluster only; see deadline.ts). */
+    private readonly deadlineMs?: number,
   ) {
     client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });
     this.client = client as ScriptedClient;
@@ -75,7 +78,7 @@ export class RedisKeyStore implements KeyStore {
   /** Runs one timed Redis round trip; any failure of the store becomes StoreUnavailableError. */
   private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await timeRedis(operation, run);
+      return await timeRedis(operation, () => withDeadline(this.deadlineMs, run));
     } catch (err) {
       throw new StoreUnavailableError(`Redis ${operation} failed: ${(err as Error).message}`, { cause: err });
     }

@@ -2,6 +2,7 @@ import type { LimitDecision, Limiter, LimitRequest, WindowState } from '../limit
 import { timeRedis } from '../../metrics/registry';
 import { StoreUnavailableError } from '../types';
 import type { RedisClient } from './client';
+import { withDeadline } from './deadline';
 import { SLIDING_WINDOW } from './scripts';
 
 type ScriptedClient = RedisClient & {
@@ -15,6 +16,8 @@ export class RedisLimiter implements Limiter {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
+    /** Whole-call deadline (Cluster only; see deadline.ts). */
+    private readonly deadlineMs?: number,
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
     this.client = client as ScriptedClient;
@@ -28,7 +31,9 @@ export class RedisLimiter implements Limiter {
     for (const w of request.windows) args.push(w.limit, w.windowMs);
     let reply: number[];
     try {
-      reply = await timeRedis('ratelimit', () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args));
+      reply = await timeRedis('ratelimit', () =>
+        withDeadline(this.deadlineMs, () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args)),
+      );
     } catch (err) {
       throw new StoreUnavailableError(`Redis rate limit failed: ${(err as Error).message}`, { cause: err });
     }
