@@ -44,7 +44,7 @@ export interface CaseOptions {
   redisFault?: boolean;
   /** Replicas killed on purpose (index): not counted as crashes. */
   killed?: number[];
-  /** The answers allowed while the fault is in place, besides 200 and 429 (e.g. 502 bad_gateway). */
+  /** Envelope codes (or 'truncated') allowed while the fault is in place, besides 200 and 429. */
   faultCodes?: string[];
   warmMs?: number;
   settleMs?: number;
@@ -124,6 +124,7 @@ async function runCase(bench: FaultBench, topology: string, urls: string[], opti
   const lastSecond = outcomes.filter((o) => o.start >= ended - 1000);
   const healthy = (o: Outcome) => o.status === 200 || o.code === 'rate_limit_exceeded';
   const allowedDuringFault = new Set(['rate_limit_exceeded', ...(options.faultCodes ?? [])]);
+  const allowed = (o: Outcome) => o.status === 200 || allowedDuringFault.has(o.code ?? String(o.status));
   const leaked = await secretsSeen(bench.gateways.filter((g) => !crashed.includes(g) && !options.killed?.includes(bench.gateways.indexOf(g))));
 
   const row: ReliabilityRow = {
@@ -158,8 +159,8 @@ async function runCase(bench: FaultBench, topology: string, urls: string[], opti
       { name: 'admitted over the limit in any rolling window while Redis was reachable: 0', pass: over.reachable === 0, detail: `worst excess ${over.reachable}` },
       {
         name: `while the fault was in place, only 200${[...allowedDuringFault].map((c) => `, ${c}`).join('')}`,
-        pass: during.every((o) => o.status === 200 || (o.code !== undefined && allowedDuringFault.has(o.code))),
-        detail: describe(during.filter((o) => !(o.status === 200 || (o.code !== undefined && allowedDuringFault.has(o.code))))),
+        pass: during.every(allowed),
+        detail: describe(during.filter((o) => !allowed(o))),
       },
       {
         name: 'recovered: the last second of load all 200 or 429 rate_limit_exceeded',

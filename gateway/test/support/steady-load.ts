@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { catalogue } from '../../src/errors/catalogue';
 
 /**
@@ -18,8 +18,8 @@ export interface Outcome {
   /** Date.now() when the request was first sent, and when its answer (or last failure) ended */
   start: number;
   end: number;
-  /** HTTP status, or 'transport' when no replica answered */
-  status: number | 'transport';
+  /** HTTP status; 'transport' when no replica answered; 'truncated' when the answer broke off mid-body */
+  status: number | 'transport' | 'truncated';
   /** envelope code of an error answer; 'INVALID' when the body is not a valid envelope for its status */
   code?: string;
   /** X-RateLimit-Limit of the answer: a replica limiting alone (Redis unreachable) announces its share */
@@ -48,18 +48,25 @@ export function startSteadyLoad(urls: () => string[], clients: LoadClient[], tim
       let outcome: Outcome | undefined;
       for (let attempt = 0; attempt < targets.length && !outcome; attempt++) {
         const url = targets[turn++ % targets.length];
+        let res: Dispatcher.ResponseData;
         try {
-          const res = await request(`${url}${client.path}`, { headers: { 'x-api-key': client.key }, dispatcher: agent });
-          const text = await res.body.text();
-          outcome = { client: index, start, end: Date.now(), status: res.statusCode, retries: attempt };
-          const limit = Number(res.headers['x-ratelimit-limit']);
-          if (Number.isFinite(limit)) outcome.limit = limit;
-          if (res.statusCode >= 400) outcome.code = envelopeCode(res.statusCode, text);
+          res = await request(`${url}${client.path}`, { headers: { 'x-api-key': client.key }, dispatcher: agent });
         } catch (err) {
           if (attempt === targets.length - 1) {
             outcome = { client: index, start, end: Date.now(), status: 'transport', retries: attempt, detail: (err as Error).message };
           }
+          continue;
         }
+        try {
+          const text = await res.body.text();
+          outcome = { client: index, start, end: Date.now(), status: res.statusCode, retries: attempt };
+          if (res.statusCode >= 400) outcome.code = envelopeCode(res.statusCode, text);
+        } catch (err) {
+          // The answer had begun: not retried (a client cannot know whether the request took effect).
+          outcome = { client: index, start, end: Date.now(), status: 'truncated', retries: attempt, detail: (err as Error).message };
+        }
+        const limit = Number(res.headers['x-ratelimit-limit']);
+        if (Number.isFinite(limit)) outcome.limit = limit;
       }
       outcomes.push(outcome!);
       next += interval;
