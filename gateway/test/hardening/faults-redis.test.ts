@@ -1,4 +1,4 @@
-import { KEYS, readiness, startFaultBench, type FaultBench } from '../support/fault-bench';
+import { KEYS, readiness, REDIS_PASSWORD, startFaultBench, type FaultBench } from '../support/fault-bench';
 import { runCli } from '../support/gateway';
 import { startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
 import { failedChecks } from '../support/reliability';
@@ -26,7 +26,7 @@ describe('standalone Redis', () => {
   let redis: TestRedis;
   let bench: FaultBench;
   beforeAll(async () => {
-    redis = await startRedis({ destructive: true });
+    redis = await startRedis({ destructive: true, password: REDIS_PASSWORD });
     bench = await startFaultBench('standalone', { url: redis.url });
   });
   afterAll(async () => {

@@ -1,4 +1,4 @@
-import { startFaultBench, type FaultBench } from '../support/fault-bench';
+import { REDIS_PASSWORD, startFaultBench, type FaultBench } from '../support/fault-bench';
 import { startRedis, type TestRedis } from '../support/redis';
 import { failedChecks } from '../support/reliability';
 import type { UpstreamFault } from '../support/upstream';
@@ -12,7 +12,7 @@ const FAULT_MS = 4000;
 let redis: TestRedis;
 let bench: FaultBench;
 beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
+  redis = await startRedis({ destructive: true, password: REDIS_PASSWORD });
   bench = await startFaultBench('standalone', { url: redis.url });
 });
 afterAll(async () => {

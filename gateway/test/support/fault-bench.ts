@@ -60,6 +60,9 @@ export interface FaultBench {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A password for the Redis of the standalone benches: one more secret that must never show. */
+export const REDIS_PASSWORD = 'redis-pw-fault-bench-9d41c7a2e5';
+
 export async function startFaultBench(topology: string, redis: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<FaultBench> {
   const upstream = await startUpstream();
   const configFile = writeConfig(
@@ -167,7 +170,7 @@ async function runCase(bench: FaultBench, topology: string, urls: string[], opti
         pass: lastSecond.length > 0 && lastSecond.every(healthy),
         detail: describe(lastSecond.filter((o) => !healthy(o))),
       },
-      { name: 'no API key or admin token in logs or metrics', pass: leaked.length === 0, detail: leaked.join('; ') || undefined },
+      { name: 'no API key, admin token or Redis password in logs or metrics', pass: leaked.length === 0, detail: leaked.join('; ') || undefined },
       ...(options.redisFault
         ? [{ name: `while Redis was away, each replica limited the key to its share (${share} of ${LIMIT})`, pass: local.length > 0 && wrongShare.length === 0, detail: `${local.length} answers limited locally${wrongShare.length ? `, ${wrongShare.length} with another limit, e.g. ${wrongShare[0].limit}` : ''}` }]
         : []),
@@ -192,7 +195,7 @@ function describe(outcomes: Outcome[]): string | undefined {
 
 /** Which secret (by name, never its value) appears in a gateway's logs or metrics. */
 async function secretsSeen(gateways: TestGateway[]): Promise<string[]> {
-  const secrets = { ...KEYS, admin_token: ADMIN_TOKEN };
+  const secrets = { ...KEYS, admin_token: ADMIN_TOKEN, redis_password: REDIS_PASSWORD };
   const seen: string[] = [];
   for (const gateway of gateways) {
     const metrics = await request(`${gateway.adminUrl}/metrics`).then((r) => r.body.text());
