@@ -9,7 +9,7 @@ import { identify } from './identify';
 import { authenticate } from './authenticate';
 import { authorize } from './authorize';
 import { rateLimit } from './rate-limit';
-import { proxy } from './proxy';
+import { proxy, UPSTREAM_TIMED_OUT } from './proxy';
 import { proxyUpgrade } from './proxy-upgrade';
 import { respondError } from './respond-error';
 
@@ -30,7 +30,7 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
       if (ctx.handled) break;
     }
   } catch (thrown) {
-    if (ctx.abort.signal.aborted) {
+    if (ctx.abort.signal.aborted && ctx.abort.signal.reason !== UPSTREAM_TIMED_OUT) {
       // The client went away, which is why the step failed: there is nobody left to answer.
       ctx.status = CLIENT_CLOSED_REQUEST;
       return;

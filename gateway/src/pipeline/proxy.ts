@@ -11,6 +11,9 @@ import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
 import type { RequestContext } from './context';
 
+/** The abort reason when the route's timeout passes before the upstream answered (not the client leaving). */
+export const UPSTREAM_TIMED_OUT = Symbol('upstream timed out');
+
 // Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
@@ -56,41 +59,53 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   // A streamed body cannot be replayed, so only bodiless requests get another attempt.
   let retriesLeft = counter === null && IDEMPOTENT.has(method) ? route.retries : 0;
   const deadline = Date.now() + timeoutMs;
+  // undici checks headersTimeout on a coarse clock (a 1 s timeout answered 504 after 1.5 s): this
+  // timer is exact. It aborts the attempt under way; headersTimeout stays as a backstop.
+  const timer = setTimeout(() => ctx.abort.abort(UPSTREAM_TIMED_OUT), timeoutMs);
 
   let target: Target = ctx.runtime.upstreams.pick(route.upstream);
   let upstreamResponse;
-  for (;;) {
-    ctx.upstreamTarget = target.origin;
-    const attemptTimer = upstreamDurationBy(route.upstream).startTimer();
-    try {
-      upstreamResponse = await target.pool.request({
-        method: method as 'GET',
-        path,
-        headers,
-        body: counter,
-        headersTimeout: Math.max(1, deadline - Date.now()),
-        bodyTimeout: timeoutMs,
-        signal: ctx.abort.signal,
-      });
-      attemptTimer();
-      break;
-    } catch (err) {
-      if (ctx.abort.signal.aborted || counter?.overLimit) {
-        target.breaker.release(); // the client's doing, not the target's
-        if (counter?.overLimit) throw payloadTooLarge(ctx);
-        throw err;
+  try {
+    for (;;) {
+      ctx.upstreamTarget = target.origin;
+      const attemptTimer = upstreamDurationBy(route.upstream).startTimer();
+      try {
+        upstreamResponse = await target.pool.request({
+          method: method as 'GET',
+          path,
+          headers,
+          body: counter,
+          headersTimeout: Math.max(1, deadline - Date.now()),
+          bodyTimeout: timeoutMs,
+          signal: ctx.abort.signal,
+        });
+        attemptTimer();
+        break;
+      } catch (err) {
+        if (ctx.abort.signal.reason === UPSTREAM_TIMED_OUT) {
+          target.breaker.failure();
+          upstreamErrors.inc({ upstream: route.upstream, code: 'gateway_timeout' });
+          throw new GatewayError('gateway_timeout', { cause: err });
+        }
+        if (ctx.abort.signal.aborted || counter?.overLimit) {
+          target.breaker.release(); // the client's doing, not the target's
+          if (counter?.overLimit) throw payloadTooLarge(ctx);
+          throw err;
+        }
+        const failure = mapUpstreamError(err);
+        if (failure.code === 'invalid_request') {
+          target.breaker.release();
+          throw failure;
+        }
+        target.breaker.failure();
+        upstreamErrors.inc({ upstream: route.upstream, code: failure.code });
+        if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
+        retriesLeft--;
+        target = pickAnother(ctx, target, failure);
       }
-      const failure = mapUpstreamError(err);
-      if (failure.code === 'invalid_request') {
-        target.breaker.release();
-        throw failure;
-      }
-      target.breaker.failure();
-      upstreamErrors.inc({ upstream: route.upstream, code: failure.code });
-      if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
-      retriesLeft--;
-      target = pickAnother(ctx, target, failure);
     }
+  } finally {
+    clearTimeout(timer);
   }
 
   if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
