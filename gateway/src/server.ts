@@ -2,23 +2,30 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { GatewayError } from './errors/envelope';
+import { framingError } from './proxy/framing';
 import { endSocketWithEnvelope } from './proxy/raw-response';
 import type { ErrorCode } from './errors/catalogue';
 import type { RequestContext, Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { newRequestId, requestId } from './pipeline/request-id';
 import { finish } from './pipeline/finish';
+import { client } from './pipeline/client';
+import { respondError } from './pipeline/respond-error';
 import { inFlight as inFlightGauge } from './metrics/registry';
 import type { Runtime } from './runtime';
 
 // A server-to-client WebSocket close frame (unmasked): FIN + opcode 8, 2-byte payload, status 1001.
 const WEBSOCKET_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+// Once our side of a connection is closed, how long the client gets to read the answer and close its side.
+const LINGER_MS = 2000;
 
 /** The public listener: hands every request and upgrade to the pipeline, and knows what is in flight. */
 export class GatewayServer {
   readonly http: http.Server;
   private inFlight = 0;
   private readonly upgrades = new Set<Extract<Reply, { kind: 'upgrade' }>>();
+  /** Connections whose framing was refused: what follows on them is not a request, whatever node parsed. */
+  private readonly refusedConnections = new WeakSet<Duplex>();
   private closing = false;
 
   constructor(private readonly getRuntime: () => Runtime) {
@@ -31,9 +38,15 @@ export class GatewayServer {
       connectionsCheckingInterval: Math.min(1000, Math.max(100, listen.headers_timeout / 2)),
       requestTimeout: 0,
       keepAliveTimeout: 5_000,
+      // Checked by framingError, so a missing Host gets an envelope rather than node's bare 400.
+      requireHostHeader: false,
     });
+    this.http.on('connection', (socket: Duplex) => lingerAfterEnd(socket));
     this.http.on('request', (req, res) => this.onRequest(req, res));
+    // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
+    this.http.on('checkExpectation', (req, res) => this.onRequest(req, res));
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.http.on('connect', (req, socket, head) => this.onConnect(req, socket, head));
     this.http.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket));
   }
 
@@ -67,7 +80,11 @@ export class GatewayServer {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    // Left unanswered: node closes the connection after the refusal before it.
+    if (this.refusedConnections.has(req.socket)) return;
     const ctx = this.newContext(req, { kind: 'http', res });
+    const malformed = framingError(req);
+    if (malformed) return this.refuse(ctx, malformed);
     const cap = ctx.runtime.config.listen.max_in_flight;
     if (cap > 0 && this.inFlight >= cap) {
       // Shedding: a fast 503 now beats a slow answer for everyone (latency collapse) later.
@@ -89,9 +106,12 @@ export class GatewayServer {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.refusedConnections.has(socket)) return void socket.destroy();
     const reply = { kind: 'upgrade' as const, socket, head };
     const ctx = this.newContext(req, reply);
     socket.on('error', () => ctx.abort.abort());
+    const malformed = framingError(req);
+    if (malformed) return this.refuse(ctx, malformed);
     socket.once('close', () => {
       ctx.abort.abort();
       this.upgrades.delete(reply);
@@ -100,9 +120,33 @@ export class GatewayServer {
     void runPipeline(ctx, upgradeSteps, finish);
   }
 
+  /** CONNECT asks for a tunnel, a forward proxy's job: an envelope rather than node's silent close. */
+  private onConnect(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy()); // node hands the socket over without an error listener
+    const refusal = new GatewayError('invalid_request', { message: 'CONNECT is not supported: this gateway does not open tunnels.' });
+    this.refuse(this.newContext(req, { kind: 'upgrade', socket, head }), refusal);
+  }
+
+  /**
+   * Answers `err` at once, without the pipeline (access log and metrics included). Synchronous on
+   * purpose: for some framings node reports a parse error right after the request event, and then
+   * the answer must already be written.
+   */
+  private refuse(ctx: RequestContext, err: GatewayError): void {
+    this.refusedConnections.add(ctx.req.socket);
+    requestId(ctx);
+    client(ctx);
+    ctx.error = err;
+    respondError(ctx, err);
+    finish(ctx);
+  }
+
   /** Requests node's parser refused: answer with an envelope if the socket still can take one. */
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    if (err.code === 'ECONNRESET' || !socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) {
+    const message = (socket as { _httpMessage?: ServerResponse })._httpMessage;
+    // Already answered with Connection: close (framingError): node closes the connection once it is out.
+    if (message?.writableEnded && !message.shouldKeepAlive) return;
+    if (err.code === 'ECONNRESET' || !socket.writable || message) {
       socket.destroy();
       return;
     }
@@ -144,6 +188,19 @@ export class GatewayServer {
       }
     }
   }
+}
+
+/**
+ * Once our side of a connection is closed (an answer with Connection: close, a refusal, an idle
+ * keep-alive), a client that never closes its side would hold the socket, and a file descriptor,
+ * for good. It gets LINGER_MS to read what we sent; then the connection is cut.
+ */
+function lingerAfterEnd(socket: Duplex): void {
+  socket.once('finish', () => {
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
 }
 
 function shed(): never {

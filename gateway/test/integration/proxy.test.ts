@@ -1,4 +1,6 @@
+import { readdirSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import WebSocket from 'ws';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, parseRawResponse, rawExchange, send } from '../support/http';
@@ -200,6 +202,67 @@ describe('envelopes', () => {
     );
     expectEnvelope(parseRawResponse(raw), 400, 'invalid_request');
     expect(upstream.requests).toHaveLength(0);
+  });
+
+  it.each([
+    ['POST /v1/echo/echo HTTP/1.1', 'transfer-encoding: xchunked'],
+    ['POST /v1/echo/echo HTTP/1.1', 'transfer-encoding: identity'],
+    ['POST /v1/echo/echo HTTP/1.1', 'transfer-encoding: gzip, chunked'],
+    ['POST /v1/echo/echo HTTP/1.1', 'transfer-encoding: identity\r\ntransfer-encoding: chunked'],
+    ['POST /v1/echo/echo HTTP/1.0', 'transfer-encoding: chunked'],
+  ])('400 for %s with %s (no smuggling): nothing pipelined behind it is forwarded either', async (requestLine, framing) => {
+    const smuggled = `GET /v1/users/ok HTTP/1.1\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\n\r\n`;
+    const raw = await rawExchange(gateway.port, `${requestLine}\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\n${framing}\r\n\r\n0\r\n\r\n${smuggled}`);
+    const res = parseRawResponse(raw);
+    expectEnvelope(res, 400, 'invalid_request');
+    expect(res.headers.connection).toBe('close');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it.each([
+    ['no Host', ''],
+    ['two Hosts', 'host: x\r\nhost: y\r\n'],
+  ])('400 envelope (not node\'s bare 400) for an HTTP/1.1 request with %s', async (_name, hosts) => {
+    const raw = await rawExchange(gateway.port, `GET /v1/users/ok HTTP/1.1\r\n${hosts}x-api-key: ${FREE_KEY}\r\n\r\n`);
+    expectEnvelope(parseRawResponse(raw), 400, 'invalid_request');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('400 envelope for CONNECT rather than a silent close; nothing is tunneled', async () => {
+    const tunneled = `GET /v1/users/ok HTTP/1.1\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\n\r\n`;
+    const raw = await rawExchange(gateway.port, `CONNECT 127.0.0.1:${upstream.port} HTTP/1.1\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\n\r\n${tunneled}`);
+    expect(expectEnvelope(parseRawResponse(raw), 400, 'invalid_request').message).toMatch(/CONNECT/);
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('ignores an expectation it does not know instead of a bare 417', async () => {
+    const raw = await rawExchange(gateway.port, `GET /v1/users/ok HTTP/1.1\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\nexpect: something-else\r\nconnection: close\r\n\r\n`);
+    expect(parseRawResponse(raw).status).toBe(200);
+  });
+
+  it('lets go of refused connections whose clients never close their side', async () => {
+    const openFds = () => readdirSync(`/proc/${gateway.pid}/fd`).length;
+    const before = openFds();
+    const held = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            // allowHalfOpen: the client keeps its side open after the gateway's 400 and FIN.
+            const socket = net.connect({ port: gateway.port, host: '127.0.0.1', allowHalfOpen: true });
+            socket.on('error', () => {});
+            socket.resume(); // read (and drop) the 400, so that 'end' can come
+            socket.once('end', () => resolve(socket));
+            socket.once('close', () => resolve(socket));
+            socket.write('GET /\x01 HTTP/1.1\r\n\r\n');
+          }),
+      ),
+    );
+    // The client gets 2 s to read the answer and close; then the gateway closes the socket itself.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(openFds()).toBeLessThanOrEqual(before + 2);
+    for (const socket of held) socket.destroy();
   });
 
   it('413 payload_too_large for a declared body over the route limit, before the upstream is contacted', async () => {
