@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { GatewayError } from '../errors/envelope';
 import { mapUpstreamError } from '../errors/upstream';
 import { upstreamErrors } from '../metrics/registry';
 import { rawResponseHead } from '../proxy/raw-response';
@@ -17,14 +18,19 @@ function splice(client: Duplex, upstream: Duplex): void {
   upstream.pipe(client);
 }
 
-/** WebSocket (or other) upgrades, authenticated like any request, then forwarded with undici's upgrade(). */
+/** WebSocket upgrades, authenticated like any request, then forwarded with undici's upgrade(). */
 export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   if (ctx.reply.kind !== 'upgrade') throw new Error('upgrade step reached with a plain request');
   const { socket: client, head } = ctx.reply;
+  // Only WebSocket is tunnelled. An h2c (or other) tunnel would carry requests of its own that skip
+  // the route, scope and rate-limit checks each request must pass ("h2c smuggling").
+  if (ctx.req.headers.upgrade?.toLowerCase() !== 'websocket') {
+    throw new GatewayError('invalid_request', { details: { reason: 'only WebSocket upgrades are supported' } });
+  }
   const { path, headers, timeoutMs } = upstreamRequest(ctx);
   const target = ctx.runtime.upstreams.pick(ctx.route!.route.upstream);
   ctx.upstreamTarget = target.origin;
-  const protocol = ctx.req.headers.upgrade ?? 'websocket';
+  const protocol = 'websocket';
 
   let upgraded;
   try {

@@ -362,6 +362,18 @@ describe('websockets', () => {
     ws.close();
   });
 
+  it('refuses an h2c (non-WebSocket) upgrade with 400: its tunnel would skip every per-request check', async () => {
+    upstream.reset();
+    const raw = await rawExchange(
+      gateway.port,
+      'GET /v1/echo/ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n' +
+        `HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nx-api-key: ${FREE_KEY}\r\n\r\n`,
+    );
+    const res = parseRawResponse(raw);
+    expectEnvelope({ status: res.status, headers: res.headers, body: res.body }, 400, 'invalid_request');
+    expect(upstream.requests).toEqual([]);
+  });
+
   it('refuses an upgrade without a key with the 401 envelope', async () => {
     const err: any = await openSocket().catch((e) => e);
     expect(err.status).toBe(401);
