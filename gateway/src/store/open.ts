@@ -48,6 +48,7 @@ export function openBackends(config: Config, log: Logger): Backends {
     };
   }
   const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
+  logConnectionErrors(client, log);
   const prefix = settings.key_prefix;
   const deadlineMs = settings.cluster ? config.store.timeout_ms : undefined;
   const keyStore = new RedisKeyStore(client, prefix, deadlineMs);
@@ -72,6 +73,20 @@ export function openBackends(config: Config, log: Logger): Backends {
       await keyStore.close(); // closes the shared client last
     },
   };
+}
+
+/**
+ * Without an 'error' listener ioredis prints every connection error to stderr as raw text, outside
+ * the JSON log and its redaction. Each new cause is logged once (StoreHealth reports the outage).
+ */
+function logConnectionErrors(client: RedisClient, log: Logger): void {
+  let last: string | undefined;
+  client.on('error', (err: Error) => {
+    if (err.message === last) return;
+    last = err.message;
+    log.warn({ err: err.message }, 'Redis connection error');
+  });
+  client.on('ready', () => (last = undefined));
 }
 
 /** Waits (bounded) for Redis at start-up; a gateway still starts without it and serves cached keys later. */
