@@ -13,6 +13,9 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+// Forwarding headers an upstream may believe: kept only from a trusted proxy (X-Forwarded-* are rebuilt).
+const FORWARDING = new Set(['forwarded', 'x-real-ip']);
+
 // What the client may not tell the upstream: its key, and identities only the gateway asserts.
 // `expect` is answered by our own server (100-continue); `host` is the upstream's own.
 const CLIENT_MUST_NOT_SEND = new Set(['x-api-key', 'x-consumer-id', 'x-consumer-tier', 'host', 'expect']);
@@ -38,6 +41,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || CLIENT_MUST_NOT_SEND.has(name)) continue;
     if (name.startsWith('x-forwarded-')) continue; // rebuilt below
+    if (FORWARDING.has(name) && !facts.peerTrusted) continue;
     out[name] = value;
   }
   // Only a trusted proxy's forwarding headers are kept; anyone else's could be forged.

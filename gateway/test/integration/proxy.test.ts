@@ -82,11 +82,19 @@ describe('proxying', () => {
     expect(JSON.stringify(res.json)).not.toContain(FREE_KEY);
   });
 
-  it('sets X-Forwarded-* from the socket peer and ignores forged ones from an untrusted peer', async () => {
+  it('sets X-Forwarded-* from the socket peer and ignores forged ones (and Forwarded, X-Real-IP) from an untrusted peer', async () => {
     const res = await send(`${gateway.url}/v1/users/headers`, {
-      headers: withKey(FREE_KEY, { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' }),
+      headers: withKey(FREE_KEY, {
+        'x-forwarded-for': '6.6.6.6',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'evil.example',
+        forwarded: 'for=6.6.6.6',
+        'x-real-ip': '6.6.6.6',
+      }),
     });
     const seen = res.json.headers;
+    expect(seen.forwarded).toBeUndefined();
+    expect(seen['x-real-ip']).toBeUndefined();
     expect(seen['x-forwarded-for']).toBe('127.0.0.1');
     expect(seen['x-forwarded-proto']).toBe('http');
     expect(seen['x-forwarded-host']).toBe(`127.0.0.1:${gateway.port}`);
