@@ -390,6 +390,7 @@ async function controlRequest(): Promise<boolean> {
 
 async function controlWebSocket(): Promise<boolean> {
   const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/ws`, { headers: { 'x-api-key': KEY } });
+  let timer: NodeJS.Timeout | undefined;
   try {
     const echoed = await new Promise<string>((resolve, reject) => {
       ws.once('error', reject);
@@ -397,10 +398,11 @@ async function controlWebSocket(): Promise<boolean> {
         ws.once('message', (data) => resolve(String(data)));
         ws.send('still here');
       });
-      setTimeout(() => reject(new Error('no echo')), 5000);
+      timer = setTimeout(() => reject(new Error('no echo')), 5000);
     });
     return echoed === 'still here';
   } finally {
+    clearTimeout(timer);
     ws.terminate();
   }
 }

@@ -187,6 +187,7 @@ async function webSocketRoundTrip(path: string, key: string): Promise<void> {
   const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}${path}`, { headers: { 'x-api-key': key } });
   const seen: string[] = [];
   ws.on('upgrade', (res) => seen.push(`101\n${headerLines(res.headers)}\n`));
+  let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       ws.once('error', reject);
@@ -198,9 +199,10 @@ async function webSocketRoundTrip(path: string, key: string): Promise<void> {
         });
         ws.send('ping');
       });
-      setTimeout(() => reject(new Error('no WebSocket echo')), 5000);
+      timer = setTimeout(() => reject(new Error('no WebSocket echo')), 5000);
     });
   } finally {
+    clearTimeout(timer);
     ws.terminate();
   }
   noteAnswer(`WebSocket ${path}`, 101, seen.join('\n'));
