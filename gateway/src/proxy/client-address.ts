@@ -35,10 +35,23 @@ export function plainAddress(address: string): string {
 export function resolveClientAddress(peer: string, forwardedFor: string | undefined, trusted: TrustedProxies): string {
   const peerAddress = plainAddress(peer);
   if (!forwardedFor || !trusted.has(peerAddress)) return peerAddress;
-  const hops = forwardedFor.split(',').map((hop) => plainAddress(hop.trim()));
+  const hops = forwardedFor.split(',').map(hopAddress);
   for (let i = hops.length - 1; i >= 0; i--) {
     if (isIP(hops[i]) === 0) return peerAddress; // a garbled chain proves nothing; fall back to what we saw
     if (!trusted.has(hops[i])) return hops[i];
   }
   return hops[0] ?? peerAddress;
+}
+
+/**
+ * One X-Forwarded-For entry as a plain address. Some proxies (Azure Application Gateway, for one)
+ * append the client's port: `203.0.113.7:50123`, `[2001:db8::1]:50123`. Read as garbled, such an
+ * entry would make every client behind that proxy count as the proxy itself (one failed-key budget).
+ */
+function hopAddress(hop: string): string {
+  const entry = hop.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(entry);
+  if (bracketed) return plainAddress(bracketed[1]);
+  const ipv4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(entry);
+  return plainAddress(ipv4WithPort ? ipv4WithPort[1] : entry);
 }

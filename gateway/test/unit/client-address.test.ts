@@ -9,6 +9,12 @@ describe('resolveClientAddress', () => {
   it('takes the right-most untrusted hop behind trusted proxies', () => {
     expect(resolveClientAddress('127.0.0.1', '6.6.6.6, 198.51.100.7, 10.1.2.3', trusted)).toBe('198.51.100.7');
   });
+  it('reads entries that carry a port (some proxies append it)', () => {
+    expect(resolveClientAddress('10.0.0.1', '198.51.100.7:50123', trusted)).toBe('198.51.100.7');
+    expect(resolveClientAddress('10.0.0.1', '[2001:db8::7]:50123, 10.1.2.3:443', trusted)).toBe('2001:db8::7');
+    expect(resolveClientAddress('10.0.0.1', '[2001:db8::7]', trusted)).toBe('2001:db8::7');
+    expect(resolveClientAddress('10.0.0.1', '198.51.100.7:99999999', trusted)).toBe('10.0.0.1'); // not a port
+  });
   it('falls back to the peer on a garbled chain', () => {
     expect(resolveClientAddress('10.0.0.1', 'not-an-ip', trusted)).toBe('10.0.0.1');
   });
