@@ -28,6 +28,8 @@ export function openRedisKeyStore(config: Config): { store: RedisKeyStore; event
   const redis = config.store.redis;
   if (!redis) throw new Error('no store.redis in this config');
   const client = createRedisClient(redis, config.store.timeout_ms);
+  // The CLI says in one line when it cannot reach Redis; ioredis would print each retry's stack too.
+  client.on('error', () => undefined);
   return { store: new RedisKeyStore(client, redis.key_prefix), events: new RedisKeyEvents(client, redis, config.store.timeout_ms, createLogger('silent')) };
 }
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { REPO_ROOT, removeConfig, runCli, writeConfig } from '../support/gateway';
+import { closedPort } from '../support/ports';
 
 const fixture = (name: string) => path.join(REPO_ROOT, 'gateway/test/fixtures/config', name);
 
@@ -33,6 +34,26 @@ describe('sluice config check', () => {
       expect(out.code).toBe(1);
       expect(out.stderr).toContain('listen.port');
       expect(out.stdout + out.stderr).not.toContain(secret);
+    } finally {
+      removeConfig(file);
+    }
+  });
+});
+
+describe('sluice keys, Redis unreachable', () => {
+  it('says so in one line: no driver stack traces, no password', async () => {
+    const password = 'cli-unreachable-pw-5e0b7d';
+    const file = writeConfig({
+      store: { redis: { url: `redis://:${password}@127.0.0.1:${await closedPort()}` } },
+      tiers: { t: { limits: [] } },
+      upstreams: { app: { targets: ['http://127.0.0.1:9'] } },
+      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+    });
+    try {
+      const out = await runCli(['keys', 'list', '--config', file]);
+      expect(out.code).toBe(1);
+      expect(out.stderr.trim()).toBe('sluice: cannot reach the Redis key store named in the config');
+      expect(out.stdout + out.stderr).not.toContain(password);
     } finally {
       removeConfig(file);
     }
