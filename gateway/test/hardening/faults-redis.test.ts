@@ -54,6 +54,7 @@ describe('standalone Redis', () => {
     const backup = path.join(dir, 'keys.jsonl');
     const exported = await runCli(['keys', 'export', '--config', bench.configFile]);
     fs.writeFileSync(backup, exported.stdout);
+    const keyCount = exported.stdout.trim().split('\n').length; // one JSON line per key
 
     const row = await bench.runCase({
       name: 'Redis killed, restarted empty, keys import',
@@ -81,7 +82,7 @@ describe('standalone Redis', () => {
           start,
           end: Date.now(),
           figures: {
-            'keys restored': restored.stdout.trim().split('\n').length,
+            'import said': restored.stdout.trim(),
             'ready again after import ms': ready - importedAt,
           },
           checks: [
@@ -91,7 +92,11 @@ describe('standalone Redis', () => {
               pass: freshBefore.every((r) => r.status === 503 && (r.json as any)?.error?.code === 'service_unavailable'),
               detail: freshBefore.map((r) => r.status).join(', '),
             },
-            { name: '`sluice keys import` restores the store', pass: restored.code === 0, detail: restored.stderr.trim() || undefined },
+            {
+              name: '`sluice keys import` restores every key of the export',
+              pass: restored.code === 0 && restored.stdout.includes(`Imported ${keyCount} of ${keyCount} keys.`),
+              detail: restored.stderr.trim() || undefined,
+            },
             { name: 'every replica ready again after the import', pass: Number.isFinite(ready) },
             { name: 'the uncached key works after the import', pass: freshAfter.every((r) => r.status === 200), detail: freshAfter.map((r) => r.status).join(', ') },
           ],
