@@ -38,6 +38,7 @@ describe('standalone Redis', () => {
     const row = await bench.runCase({
       name: 'Redis SIGSTOP 5 s',
       redisFault: true,
+      fallbackCertain: true,
       inject: async () => {
         const start = Date.now();
         redis.pause();
@@ -59,6 +60,7 @@ describe('standalone Redis', () => {
     const row = await bench.runCase({
       name: 'Redis killed, restarted empty, keys import',
       redisFault: true,
+      fallbackCertain: true,
       faultCodes: ['service_unavailable'],
       inject: async ({ gateways }) => {
         const start = Date.now();
