@@ -1,4 +1,4 @@
-import { KEYS, readiness, REDIS_PASSWORD, startFaultBench, type FaultBench } from '../support/fault-bench';
+import { benchOn, KEYS, readiness, REDIS_PASSWORD, type FaultBench } from '../support/fault-bench';
 import { runCli } from '../support/gateway';
 import { startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
 import { failedChecks } from '../support/reliability';
@@ -23,16 +23,11 @@ async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promis
 }
 
 describe('standalone Redis', () => {
-  let redis: TestRedis;
-  let bench: FaultBench;
+  let bench: FaultBench & { redis: TestRedis };
   beforeAll(async () => {
-    redis = await startRedis({ destructive: true, password: REDIS_PASSWORD });
-    bench = await startFaultBench('standalone', { url: redis.url });
+    bench = await benchOn('standalone', await startRedis({ destructive: true, password: REDIS_PASSWORD }), (redis) => ({ url: redis.url }));
   });
-  afterAll(async () => {
-    await bench?.stop();
-    await redis?.stop();
-  });
+  afterAll(() => bench?.stop());
 
   it('Redis frozen (SIGSTOP) for 5 s, then SIGCONT', async () => {
     const row = await bench.runCase({
@@ -41,9 +36,9 @@ describe('standalone Redis', () => {
       fallbackCertain: true,
       inject: async () => {
         const start = Date.now();
-        redis.pause();
+        bench.redis.pause();
         await sleep(5000);
-        redis.resume();
+        bench.redis.resume();
         return { start, end: Date.now() };
       },
     });
@@ -64,9 +59,9 @@ describe('standalone Redis', () => {
       faultCodes: ['service_unavailable'],
       inject: async ({ gateways }) => {
         const start = Date.now();
-        await redis.kill();
+        await bench.redis.kill();
         await sleep(2000);
-        await redis.restart();
+        await bench.redis.restart();
         // Every replica notices the lost marker (health polls about once a second).
         const notReady = await waitUntil('every replica to report marker_missing', 10_000, async () => {
           const states = await Promise.all(gateways.map(readiness));
@@ -111,16 +106,13 @@ describe('standalone Redis', () => {
 });
 
 describe('Sentinel', () => {
-  let group: TestSentinelGroup;
-  let bench: FaultBench;
+  let bench: FaultBench & { redis: TestSentinelGroup };
   beforeAll(async () => {
-    group = await startSentinelGroup();
-    bench = await startFaultBench('Sentinel', { sentinel: { name: group.masterName, sentinels: group.sentinels.map((s) => `${s.host}:${s.port}`) } });
+    bench = await benchOn('Sentinel', await startSentinelGroup(), (group) => ({
+      sentinel: { name: group.masterName, sentinels: group.sentinels.map((s) => `${s.host}:${s.port}`) },
+    }));
   });
-  afterAll(async () => {
-    await bench?.stop();
-    await group?.stop();
-  });
+  afterAll(() => bench?.stop());
 
   it('Sentinel failover under load', async () => {
     const row = await bench.runCase({
@@ -128,7 +120,7 @@ describe('Sentinel', () => {
       redisFault: true,
       inject: async () => {
         const start = Date.now();
-        const promoted = await group.failover();
+        const promoted = await bench.redis.failover();
         return { start, end: Date.now(), figures: { 'promoted': `${promoted.host}:${promoted.port}` } };
       },
     });
@@ -137,16 +129,13 @@ describe('Sentinel', () => {
 });
 
 describe('Redis Cluster (3 masters, a replica each)', () => {
-  let cluster: TestRedisCluster;
-  let bench: FaultBench;
+  let bench: FaultBench & { redis: TestRedisCluster };
   beforeAll(async () => {
-    cluster = await startRedisCluster({ withReplicas: true });
-    bench = await startFaultBench('Cluster', { cluster: { nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) } });
+    bench = await benchOn('Cluster', await startRedisCluster({ withReplicas: true }), (cluster) => ({
+      cluster: { nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) },
+    }));
   });
-  afterAll(async () => {
-    await bench?.stop();
-    await cluster?.stop();
-  });
+  afterAll(() => bench?.stop());
 
   it('one master killed, its replica promoted', async () => {
     const row = await bench.runCase({
@@ -154,7 +143,7 @@ describe('Redis Cluster (3 masters, a replica each)', () => {
       redisFault: true,
       inject: async () => {
         const start = Date.now();
-        await cluster.killMaster(0);
+        await bench.redis.killMaster(0);
         return { start, end: Date.now() };
       },
     });

@@ -1,5 +1,5 @@
-import { REDIS_PASSWORD, startFaultBench, type FaultBench } from '../support/fault-bench';
-import { startRedis, type TestRedis } from '../support/redis';
+import { benchOn, REDIS_PASSWORD, type FaultBench } from '../support/fault-bench';
+import { startRedis } from '../support/redis';
 import { failedChecks } from '../support/reliability';
 import type { UpstreamFault } from '../support/upstream';
 
@@ -9,16 +9,11 @@ import type { UpstreamFault } from '../support/upstream';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const FAULT_MS = 4000;
 
-let redis: TestRedis;
 let bench: FaultBench;
 beforeAll(async () => {
-  redis = await startRedis({ destructive: true, password: REDIS_PASSWORD });
-  bench = await startFaultBench('standalone', { url: redis.url });
+  bench = await benchOn('standalone', await startRedis({ destructive: true, password: REDIS_PASSWORD }), (redis) => ({ url: redis.url }));
 });
-afterAll(async () => {
-  await bench?.stop();
-  await redis?.stop();
-});
+afterAll(() => bench?.stop());
 
 it('upstream refusing connections', async () => {
   const row = await bench.runCase({

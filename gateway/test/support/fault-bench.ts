@@ -101,6 +101,29 @@ export async function startFaultBench(topology: string, redis: Record<string, un
   return bench;
 }
 
+/** A bench on a Redis deployment it then owns: stop() stops both. */
+export async function benchOn<R extends { stop(): Promise<void> }>(
+  topology: string,
+  redis: R,
+  settings: (redis: R) => Record<string, unknown>,
+): Promise<FaultBench & { redis: R }> {
+  let bench: FaultBench;
+  try {
+    bench = await startFaultBench(topology, settings(redis));
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  return {
+    ...bench,
+    redis,
+    stop: async () => {
+      await bench.stop();
+      await redis.stop();
+    },
+  };
+}
+
 async function runCase(bench: FaultBench, topology: string, urls: string[], options: CaseOptions): Promise<ReliabilityRow> {
   const began = Date.now();
   bench.upstream.reset();
