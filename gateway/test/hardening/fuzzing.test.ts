@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { catalogue } from '../../src/errors/catalogue';
+import { envelopeProblem } from '../support/envelope';
 import { startKeyedGateway, type TestGateway } from '../support/gateway';
 import { failedChecks, percentile, recordRow, tally, type ReliabilityRow } from '../support/reliability';
 import type { TestUpstream } from '../support/upstream';
@@ -165,29 +165,8 @@ function parseOne(buf: Buffer, head: boolean, atEof: boolean): { answer: Answer;
 }
 
 /** An error answer must be the seed envelope with the catalogue's status for its code. */
-function envelopeProblem(answer: Answer, head: boolean): string | undefined {
-  if (answer.status < 400) return undefined;
-  const { status, headers } = answer;
-  if (headers['content-type'] !== 'application/json; charset=utf-8') return `${status} with content-type ${headers['content-type'] ?? '(none)'}`;
-  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(headers['x-request-id'] ?? '')) return `${status} without a sane x-request-id`;
-  if (head) return undefined;
-  let body: any;
-  try {
-    body = JSON.parse(answer.body.toString('utf8'));
-  } catch {
-    return `${status} body is not JSON: ${JSON.stringify(answer.body.toString('latin1').slice(0, 80))}`;
-  }
-  const error = body?.error;
-  if (typeof body !== 'object' || Object.keys(body).join() !== 'error' || typeof error !== 'object' || error === null) return `${status} body is not an envelope`;
-  const keys = Object.keys(error).join();
-  if (keys !== 'code,message' && keys !== 'code,message,details') return `${status} envelope has fields ${keys}`;
-  if (typeof error.message !== 'string' || (error.details !== undefined && (typeof error.details !== 'object' || error.details === null))) {
-    return `${status} envelope fields have the wrong types`;
-  }
-  const entry = (catalogue as Record<string, { status: number }>)[error.code];
-  if (!entry) return `${status} with unknown code ${error.code}`;
-  if (entry.status !== status) return `code ${error.code} sent with ${status}, the catalogue says ${entry.status}`;
-  return undefined;
+function answerProblem(answer: Answer, head: boolean): string | undefined {
+  return envelopeProblem(answer.status, answer.headers, head ? undefined : answer.body.toString('utf8'));
 }
 
 /** Splits what one exchange received into answers and problems. */
@@ -203,7 +182,7 @@ function readAnswers(received: Buffer, head: boolean, atEof: boolean): { answers
       return { answers, problems, rest: Buffer.alloc(0), pending: false };
     }
     buf = buf.subarray(parsed.end);
-    const problem = envelopeProblem(parsed.answer, head);
+    const problem = answerProblem(parsed.answer, head);
     if (problem) problems.push(problem);
     if (parsed.answer.status >= 200) {
       answers.push(parsed.answer);
@@ -1243,7 +1222,7 @@ function readAnswersAll(received: Buffer): { answers: Answer[]; problems: string
       problems.push(parsed);
       break;
     }
-    const problem = envelopeProblem(parsed.answer, false);
+    const problem = answerProblem(parsed.answer, false);
     if (problem) problems.push(problem);
     if (parsed.answer.status >= 200) answers.push(parsed.answer);
     buf = buf.subarray(parsed.end);

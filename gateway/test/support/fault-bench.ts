@@ -151,12 +151,13 @@ async function runCase(bench: FaultBench, topology: string, urls: string[], opti
   const faults: Array<[number, number]> = options.redisFault ? [[fault.start, lastLocal]] : [];
   const arrivals = bench.upstream.requests.filter((r) => r.url.startsWith('/limited/')).map((r) => r.at);
   const over = overLimit(arrivals, LIMIT, WINDOW_MS, faults);
-  const crashed = bench.gateways.filter((g, i) => !options.killed?.includes(i) && (g.process.exitCode !== null || g.process.signalCode !== null));
+  const spared = bench.gateways.filter((_, i) => !options.killed?.includes(i));
+  const crashed = spared.filter((g) => g.process.exitCode !== null || g.process.signalCode !== null);
   const lastSecond = outcomes.filter((o) => o.start >= ended - 1000);
   const healthy = (o: Outcome) => o.status === 200 || o.code === 'rate_limit_exceeded';
   const allowedDuringFault = new Set(['rate_limit_exceeded', ...(options.faultCodes ?? [])]);
   const allowed = (o: Outcome) => o.status === 200 || allowedDuringFault.has(o.code ?? String(o.status));
-  const leaked = await secretsSeen(bench.gateways.filter((g) => !crashed.includes(g) && !options.killed?.includes(bench.gateways.indexOf(g))));
+  const leaked = await secretsSeen(spared.filter((g) => !crashed.includes(g)));
 
   const row: ReliabilityRow = {
     suite: 'faults',
@@ -217,7 +218,7 @@ async function runCase(bench: FaultBench, topology: string, urls: string[], opti
 }
 
 function keyOf(o: Outcome): string {
-  return o.client < 3 ? KEYS.limited : KEYS.roomy;
+  return CLIENTS[o.client].key;
 }
 
 /** A short sample of unexpected outcomes, for a failed check's detail. */

@@ -1,5 +1,5 @@
 import { Agent, request, type Dispatcher } from 'undici';
-import { catalogue } from '../../src/errors/catalogue';
+import { envelopeProblem } from './envelope';
 
 /**
  * Steady load for the fault suite: several clients, each sending one request after another at a fixed
@@ -60,7 +60,7 @@ export function startSteadyLoad(urls: () => string[], clients: LoadClient[], tim
         try {
           const text = await res.body.text();
           outcome = { client: index, start, end: Date.now(), status: res.statusCode, retries: attempt };
-          if (res.statusCode >= 400) outcome.code = envelopeCode(res.statusCode, text);
+          if (res.statusCode >= 400) outcome.code = envelopeCode(res.statusCode, res.headers, text);
         } catch (err) {
           // The answer had begun: not retried (a client cannot know whether the request took effect).
           outcome = { client: index, start, end: Date.now(), status: 'truncated', retries: attempt, detail: (err as Error).message };
@@ -87,16 +87,9 @@ export function startSteadyLoad(urls: () => string[], clients: LoadClient[], tim
   };
 }
 
-/** The envelope's code when `text` is a valid envelope for `status` (per the catalogue), else 'INVALID'. */
-export function envelopeCode(status: number, text: string): string {
-  try {
-    const { error } = JSON.parse(text);
-    const entry = catalogue[error?.code as keyof typeof catalogue];
-    if (entry && entry.status === status && typeof error.message === 'string' && error.message.length > 0) return error.code;
-  } catch {
-    // not JSON: invalid
-  }
-  return 'INVALID';
+/** The envelope's code when the answer is a valid envelope for its status (see envelope.ts), else 'INVALID'. */
+export function envelopeCode(status: number, headers: Record<string, string | string[] | undefined>, text: string): string {
+  return envelopeProblem(status, headers, text) === undefined ? JSON.parse(text).error.code : 'INVALID';
 }
 
 /**

@@ -31,8 +31,10 @@ describe('overLimit (worst excess in any rolling window)', () => {
 });
 
 describe('envelopeCode', () => {
+  const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8', 'x-request-id': 'req_1' };
+
   it('accepts an envelope whose code matches its status', () => {
-    expect(envelopeCode(429, JSON.stringify({ error: { code: 'rate_limit_exceeded', message: 'x' } }))).toBe('rate_limit_exceeded');
+    expect(envelopeCode(429, JSON_HEADERS, JSON.stringify({ error: { code: 'rate_limit_exceeded', message: 'x' } }))).toBe('rate_limit_exceeded');
   });
 
   it.each([
@@ -41,6 +43,6 @@ describe('envelopeCode', () => {
     [502, JSON.stringify({ error: { code: 'bad_gateway' } })], // no message
     [502, '<html>Bad Gateway</html>'],
   ])('rejects %s %s', (status, body) => {
-    expect(envelopeCode(status, body)).toBe('INVALID');
+    expect(envelopeCode(status, JSON_HEADERS, body)).toBe('INVALID');
   });
 });
