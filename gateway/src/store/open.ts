@@ -52,7 +52,7 @@ export function openBackends(config: Config, log: Logger): Backends {
   const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
   logConnectionErrors(client, log);
   const prefix = settings.key_prefix;
-  const deadlineMs = settings.cluster ? config.store.timeout_ms : undefined;
+  const deadlineMs = config.store.timeout_ms; // from the call, not from when ioredis sends it (deadline.ts)
   const keyStore = new RedisKeyStore(client, prefix, deadlineMs);
   const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);

@@ -1,4 +1,8 @@
 import { Agent, request } from 'undici';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/loader';
+import { createLogger } from '../../src/log';
+import { connectKeyStore, openBackends } from '../../src/store/open';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 
 import { startRedis, type TestRedis } from '../support/redis';
@@ -25,6 +29,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** A gateway on the test Redis, its key cached. */
 async function gatewayWith(policy: 'fail_open_local' | 'fail_closed'): Promise<{ gateway: TestGateway; file: string }> {
   const file = writeConfig(
     baseConfig({
@@ -36,7 +41,16 @@ async function gatewayWith(policy: 'fail_open_local' | 'fail_closed'): Promise<{
       keys: [{ name: 'k', tier: 't', key: KEY }],
     }),
   );
-  return { gateway: await startGateway(file), file };
+  const gateway = await startGateway(file);
+  // Subscribing to key changes expires the cache: only a key read after that stays cached.
+  for (let waited = 0; (await metricValue(gateway, 'sluice_key_events_subscribed')) !== 1; waited += 50) {
+    if (waited > 5_000) throw new Error('the gateway did not subscribe to key changes within 5 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const cached = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
+  await cached.body.dump();
+  expect(cached.statusCode).toBe(200);
+  return { gateway, file };
 }
 
 interface Sample {
@@ -77,7 +91,6 @@ const percentile = (values: number[], p: number) => [...values].sort((a, b) => a
 it('fail_open_local: bounded latency, local limits while Redis is frozen, Redis again after SIGCONT', async () => {
   const { gateway, file } = await gatewayWith('fail_open_local');
   try {
-    await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } }).then((r) => r.body.dump()); // cache the key
     const load = steadyLoad(gateway, 8, 7_000);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const pausedAt = Date.now();
@@ -95,7 +108,7 @@ it('fail_open_local: bounded latency, local limits while Redis is frozen, Redis 
     );
     expect(samples.every((s) => s.status === 200)).toBe(true);
     expect(during.length).toBeGreaterThan(50); // the fallback kept serving
-    expect(Math.max(...during)).toBeLessThan(TIMEOUT_MS * 3); // a loose bound: about one timeout, plus a busy machine
+    expect(Math.max(...during)).toBeLessThan(TIMEOUT_MS * 2); // one timeout at most, plus a busy machine
     expect(await metricValue(gateway, 'sluice_ratelimit_fallback_engaged_total')).toBe(1);
     expect(gateway.output.some((l) => l.includes('rate limiting without Redis'))).toBe(true);
 
@@ -120,7 +133,6 @@ it('fail_open_local: bounded latency, local limits while Redis is frozen, Redis 
 it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen, 200 again after', async () => {
   const { gateway, file } = await gatewayWith('fail_closed');
   try {
-    await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } }).then((r) => r.body.dump());
     redis.pause();
     const samples = await steadyLoad(gateway, 4, 2_000);
     // Under fail_closed a replica without Redis cannot serve: it reports not-ready.
@@ -131,7 +143,7 @@ it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen,
     console.log(`fail_closed, Redis frozen 2 s under 4 clients: ${samples.length} answers, max ${Math.max(...samples.map((x) => x.ms))} ms`);
     expect(samples.length).toBeGreaterThanOrEqual(4); // every client got answers, not a hang
     expect(samples.every((s) => s.status === 503 && s.code === 'service_unavailable' && s.retryAfter === '1')).toBe(true);
-    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(TIMEOUT_MS * 3);
+    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThan(TIMEOUT_MS * 2); // one timeout at most, plus a busy machine
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const after = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
     expect(after.statusCode).toBe(200);
@@ -140,5 +152,48 @@ it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen,
     redis.resume();
     await gateway.stop();
     removeConfig(file);
+  }
+});
+
+it('a request-path Redis call gives up timeout_ms after it was made, even queued behind one already waiting', async () => {
+  // ioredis sends one auto-pipeline at a time and starts a command's timer only when it is sent: without
+  // a deadline of our own, the second call below would wait out the first one's timeout, then its own.
+  const config = parseConfig(
+    stringify(
+      baseConfig({
+        failure_policy: 'fail_closed',
+        store: { redis: { url: redis.url, key_prefix: 'deadline:' }, timeout_ms: TIMEOUT_MS },
+        tiers: { t: { limits: [{ requests: 10, per: '1m' }], scopes: ['*'] } },
+        upstreams: { app: { targets: [upstream.url] } },
+        routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      }),
+    ),
+  );
+  const log = createLogger('silent');
+  const backends = openBackends(config, log);
+  try {
+    expect(await connectKeyStore(backends.keyStore, log)).toBe(true);
+    redis.pause();
+    const windows = [{ name: 'w', limit: 10, windowMs: 60_000 }];
+    const timed = async (call: () => Promise<unknown>) => {
+      const started = Date.now();
+      await call().catch(() => undefined);
+      return Date.now() - started;
+    };
+    const first = timed(() => backends.limiter.check({ subject: 'a', windows, cost: 1 }));
+    await new Promise((resolve) => setTimeout(resolve, TIMEOUT_MS / 2));
+    const [limiterMs, lookupMs] = await Promise.all([
+      timed(() => backends.limiter.check({ subject: 'b', windows, cost: 1 })),
+      timed(() => backends.keyStore.findBySecretHash('0'.repeat(64))),
+    ]);
+    await first;
+    console.log(`Redis frozen, second call made ${TIMEOUT_MS / 2} ms after the first: limiter gave up after ${limiterMs} ms, key lookup after ${lookupMs} ms`);
+    // Queued behind the first, they would take about 1.5 × the timeout; a deadline of their own, 1 ×.
+    expect(limiterMs).toBeLessThan(TIMEOUT_MS * 1.3);
+    expect(lookupMs).toBeLessThan(TIMEOUT_MS * 1.3);
+    expect(limiterMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+  } finally {
+    redis.resume();
+    await backends.close();
   }
 });

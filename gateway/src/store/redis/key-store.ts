@@ -55,7 +55,7 @@ export class RedisKeyStore implements KeyStore {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Whole-call deadline (Cluster only; see deadline.ts). */
+    /** Whole-call deadline (see deadline.ts); undefined: ioredis' commandTimeout alone. */
     private readonly deadlineMs?: number,
   ) {
     client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });

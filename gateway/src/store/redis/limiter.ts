@@ -16,7 +16,7 @@ export class RedisLimiter implements Limiter {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Whole-call deadline (Cluster only; see deadline.ts). */
+    /** Whole-call deadline (see deadline.ts); undefined: ioredis' commandTimeout alone. */
     private readonly deadlineMs?: number,
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
