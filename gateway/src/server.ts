@@ -5,7 +5,7 @@ import { GatewayError } from './errors/envelope';
 import { framingError } from './proxy/framing';
 import { endSocketWithEnvelope } from './proxy/raw-response';
 import type { ErrorCode } from './errors/catalogue';
-import type { RequestContext, Reply } from './pipeline/context';
+import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { newRequestId, requestId } from './pipeline/request-id';
 import { finish } from './pipeline/finish';
@@ -26,6 +26,8 @@ export class GatewayServer {
   private readonly upgrades = new Set<Extract<Reply, { kind: 'upgrade' }>>();
   /** Connections whose framing was refused: what follows on them is not a request, whatever node parsed. */
   private readonly refusedConnections = new WeakSet<Duplex>();
+  /** The request each response in flight answers, for a parse error in its body (onClientError). */
+  private readonly inFlightRequests = new WeakMap<ServerResponse, RequestContext>();
   private closing = false;
 
   constructor(private readonly getRuntime: () => Runtime) {
@@ -93,6 +95,7 @@ export class GatewayServer {
     }
     this.inFlight++;
     inFlightGauge.inc();
+    this.inFlightRequests.set(res, ctx);
     // While draining, every answer tells the client not to reuse the connection.
     if (this.closing) res.shouldKeepAlive = false;
     res.once('close', () => {
@@ -146,6 +149,13 @@ export class GatewayServer {
     const message = (socket as { _httpMessage?: ServerResponse })._httpMessage;
     // Already answered with Connection: close (framingError): node closes the connection once it is out.
     if (message?.writableEnded && !message.shouldKeepAlive) return;
+    const inFlight = message && this.inFlightRequests.get(message);
+    if (inFlight && err.code !== 'ECONNRESET' && !message.headersSent && !inFlight.req.complete) {
+      // Its own body broke (a bad chunk, cut short): the pipeline answers 400 and closes, as node would
+      // answer a bare 400; the upstream request, if any, is abandoned.
+      inFlight.abort.abort(BODY_MALFORMED);
+      return;
+    }
     if (err.code === 'ECONNRESET' || !socket.writable || message) {
       socket.destroy();
       return;

@@ -17,7 +17,7 @@ export interface RequestContext {
   readonly reply: Reply;
   readonly runtime: Runtime;
   readonly startedAt: number;
-  /** Aborted when the client goes away, so upstream work stops too. */
+  /** Aborted when the client goes away, so upstream work stops too (or with one of the reasons below). */
   readonly abort: AbortController;
   requestId: string;
   clientAddress: string;
@@ -34,5 +34,9 @@ export interface RequestContext {
   /** Set by a step that answered the request itself (a CORS preflight): the rest is skipped. */
   handled?: boolean;
 }
+
+/** Abort reasons other than the client leaving: the request is still answered, with this error. */
+export const UPSTREAM_TIMED_OUT = Symbol('upstream timed out'); // the route's timeout passed first: 504
+export const BODY_MALFORMED = Symbol('request body malformed'); // node's parser refused the body mid-way: 400
 
 export type Step = (ctx: RequestContext) => void | Promise<void>;

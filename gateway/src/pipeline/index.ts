@@ -1,5 +1,5 @@
 import { asGatewayError } from '../errors/envelope';
-import type { RequestContext, Step } from './context';
+import { BODY_MALFORMED, UPSTREAM_TIMED_OUT, type RequestContext, type Step } from './context';
 import { requestId } from './request-id';
 import { client } from './client';
 import { route } from './route';
@@ -9,7 +9,7 @@ import { identify } from './identify';
 import { authenticate } from './authenticate';
 import { authorize } from './authorize';
 import { rateLimit } from './rate-limit';
-import { proxy, UPSTREAM_TIMED_OUT } from './proxy';
+import { proxy } from './proxy';
 import { proxyUpgrade } from './proxy-upgrade';
 import { respondError } from './respond-error';
 
@@ -30,7 +30,8 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
       if (ctx.handled) break;
     }
   } catch (thrown) {
-    if (ctx.abort.signal.aborted && ctx.abort.signal.reason !== UPSTREAM_TIMED_OUT) {
+    const reason: unknown = ctx.abort.signal.reason;
+    if (ctx.abort.signal.aborted && reason !== UPSTREAM_TIMED_OUT && reason !== BODY_MALFORMED) {
       // The client went away, which is why the step failed: there is nobody left to answer.
       ctx.status = CLIENT_CLOSED_REQUEST;
       return;

@@ -9,10 +9,7 @@ import type { Target } from '../proxy/upstreams';
 import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
-import type { RequestContext } from './context';
-
-/** The abort reason when the route's timeout passes before the upstream answered (not the client leaving). */
-export const UPSTREAM_TIMED_OUT = Symbol('upstream timed out');
+import { BODY_MALFORMED, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 
 // Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -87,6 +84,10 @@ export async function proxy(ctx: RequestContext): Promise<void> {
           upstreamErrors.inc({ upstream: route.upstream, code: 'gateway_timeout' });
           throw new GatewayError('gateway_timeout', { cause: err });
         }
+        if (ctx.abort.signal.reason === BODY_MALFORMED) {
+          target.breaker.release(); // the client's doing, not the target's
+          throw malformedBody();
+        }
         if (ctx.abort.signal.aborted || counter?.overLimit) {
           target.breaker.release(); // the client's doing, not the target's
           if (counter?.overLimit) throw payloadTooLarge(ctx);
@@ -119,6 +120,10 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   if (failure && !ctx.abort.signal.aborted) {
     ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
   }
+}
+
+function malformedBody(): GatewayError {
+  return new GatewayError('invalid_request', { message: 'The request body is malformed (its chunked framing is invalid or cut short).' });
 }
 
 /** Another target for a retry; if none takes traffic, the failure that prompted the retry stands. */

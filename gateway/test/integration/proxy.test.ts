@@ -229,6 +229,23 @@ describe('envelopes', () => {
   });
 
   it.each([
+    ['a size that is not hex', 'zz\r\nabcde\r\n0\r\n\r\n'],
+    ['data longer than its size', '3\r\nabcde\r\n0\r\n\r\n'],
+    ['a good chunk, then a bad size', '5\r\nabcde\r\nzz\r\n'],
+    ['a bare LF after the size', '5\nabcde\r\n0\r\n\r\n'],
+  ])('400 invalid_request and a close (not a silent close) for a chunked body with %s, already on its way upstream', async (_name, body) => {
+    const started = Date.now();
+    const raw = await rawExchange(gateway.port, `POST /v1/echo/echo HTTP/1.1\r\nhost: x\r\nx-api-key: ${FREE_KEY}\r\ntransfer-encoding: chunked\r\n\r\n${body}`);
+    const res = parseRawResponse(raw);
+    expect(expectEnvelope(res, 400, 'invalid_request').message).toMatch(/body/);
+    expect(res.headers.connection).toBe('close');
+    expect(Date.now() - started).toBeLessThan(2000); // answered and closed by the gateway, not by rawExchange's timeout
+    // The upstream saw the request cut short, never a complete one.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(upstream.requests.every((r) => r.bodyBytes <= 5)).toBe(true);
+  });
+
+  it.each([
     ['no Host', ''],
     ['two Hosts', 'host: x\r\nhost: y\r\n'],
   ])('400 envelope (not node\'s bare 400) for an HTTP/1.1 request with %s', async (_name, hosts) => {
