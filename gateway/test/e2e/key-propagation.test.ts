@@ -3,7 +3,7 @@ import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/adm
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { redisCli, startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
-import { metricValue } from '../support/scenarios';
+import { metricValue, waitFor } from '../support/scenarios';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
 // Key changes made through one replica's admin API reach every replica within a second, although
@@ -57,15 +57,6 @@ async function startFleet(redisSettings: Record<string, unknown>, count: number)
 }
 
 const call = (gateway: TestGateway, key: string) => send(`${gateway.url}/ok`, { headers: { 'x-api-key': key } });
-
-/** Polls `check` every 10 ms until it holds; resolves with the ms it took, rejects after `timeoutMs`. */
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, since = performance.now()): Promise<number> {
-  for (;;) {
-    if (await check()) return performance.now() - since;
-    if (performance.now() - since > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** How long after `since` each replica first answers as `accepts` says (bounded by twice the budget). */
 function propagation(replicas: TestGateway[], since: number, accepts: (res: SimpleResponse) => boolean, key: string): Promise<number[]> {

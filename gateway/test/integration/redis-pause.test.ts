@@ -6,7 +6,7 @@ import { connectKeyStore, openBackends } from '../../src/store/open';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 
 import { startRedis, type TestRedis } from '../support/redis';
-import { metricValue } from '../support/scenarios';
+import { metricValue, waitFor } from '../support/scenarios';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
 // Redis frozen with SIGSTOP under steady load: requests never wait much longer than the store
@@ -29,24 +29,25 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+type Policy = 'fail_open_local' | 'fail_closed';
+
+/** One key on the test Redis (its own key prefix per policy), a store timeout of TIMEOUT_MS. */
+const configFor = (policy: Policy) =>
+  baseConfig({
+    failure_policy: policy,
+    store: { redis: { url: redis.url, key_prefix: `${policy}:` }, timeout_ms: TIMEOUT_MS, cache: { ttl: '1m' } },
+    tiers: { t: { limits: [{ requests: 100_000, per: '1m' }], scopes: ['*'] } },
+    upstreams: { app: { targets: [upstream.url] } },
+    routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+    keys: [{ name: 'k', tier: 't', key: KEY }],
+  });
+
 /** A gateway on the test Redis, its key cached. */
-async function gatewayWith(policy: 'fail_open_local' | 'fail_closed'): Promise<{ gateway: TestGateway; file: string }> {
-  const file = writeConfig(
-    baseConfig({
-      failure_policy: policy,
-      store: { redis: { url: redis.url, key_prefix: `${policy}:` }, timeout_ms: TIMEOUT_MS, cache: { ttl: '1m' } },
-      tiers: { t: { limits: [{ requests: 100_000, per: '1m' }], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
-      keys: [{ name: 'k', tier: 't', key: KEY }],
-    }),
-  );
+async function gatewayWith(policy: Policy): Promise<{ gateway: TestGateway; file: string }> {
+  const file = writeConfig(configFor(policy));
   const gateway = await startGateway(file);
   // Subscribing to key changes expires the cache: only a key read after that stays cached.
-  for (let waited = 0; (await metricValue(gateway, 'sluice_key_events_subscribed')) !== 1; waited += 50) {
-    if (waited > 5_000) throw new Error('the gateway did not subscribe to key changes within 5 s');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(async () => (await metricValue(gateway, 'sluice_key_events_subscribed')) === 1, 5_000);
   const cached = await request(`${gateway.url}/ok`, { headers: { 'x-api-key': KEY } });
   await cached.body.dump();
   expect(cached.statusCode).toBe(200);
@@ -158,17 +159,7 @@ it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen,
 it('a request-path Redis call gives up timeout_ms after it was made, even queued behind one already waiting', async () => {
   // ioredis sends one auto-pipeline at a time and starts a command's timer only when it is sent: without
   // a deadline of our own, the second call below would wait out the first one's timeout, then its own.
-  const config = parseConfig(
-    stringify(
-      baseConfig({
-        failure_policy: 'fail_closed',
-        store: { redis: { url: redis.url, key_prefix: 'deadline:' }, timeout_ms: TIMEOUT_MS },
-        tiers: { t: { limits: [{ requests: 10, per: '1m' }], scopes: ['*'] } },
-        upstreams: { app: { targets: [upstream.url] } },
-        routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
-      }),
-    ),
-  );
+  const config = parseConfig(stringify(configFor('fail_closed')));
   const log = createLogger('silent');
   const backends = openBackends(config, log);
   try {
