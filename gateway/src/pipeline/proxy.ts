@@ -84,13 +84,10 @@ export async function proxy(ctx: RequestContext): Promise<void> {
           upstreamErrors.inc({ upstream: route.upstream, code: 'gateway_timeout' });
           throw new GatewayError('gateway_timeout', { cause: err });
         }
-        if (ctx.abort.signal.reason === BODY_MALFORMED) {
-          target.breaker.release(); // the client's doing, not the target's
-          throw malformedBody();
-        }
         if (ctx.abort.signal.aborted || counter?.overLimit) {
           target.breaker.release(); // the client's doing, not the target's
           if (counter?.overLimit) throw payloadTooLarge(ctx);
+          if (ctx.abort.signal.reason === BODY_MALFORMED) throw malformedBody();
           throw err;
         }
         const failure = mapUpstreamError(err);
