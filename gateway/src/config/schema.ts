@@ -178,17 +178,26 @@ const redisSchema = z
     { when: (payload) => isRecord(payload.value) },
   );
 
-const storeSchema = z.strictObject({
-  redis: redisSchema.optional(), // absent = embedded in-memory store
-  timeout_ms: integer(1).default(100),
-  replicas_hint: integer(1).default(1),
-  cache: z
-    .strictObject({
-      ttl: duration().prefault('5s'),
-      max_entries: integer(1).default(10000),
-    })
-    .prefault({}),
-});
+const storeSchema = z
+  .strictObject({
+    redis: redisSchema.optional(), // absent = embedded in-memory store
+    // Redis answering nothing for this long is an outage: the failure policy decides (deadline.ts).
+    timeout_ms: integer(1).default(100),
+    // How long a request waits for a late answer while Redis is still answering (then 503, never a local decision).
+    max_wait_ms: integer(1).default(2000),
+    replicas_hint: integer(1).default(1),
+    cache: z
+      .strictObject({
+        ttl: duration().prefault('5s'),
+        max_entries: integer(1).default(10000),
+      })
+      .prefault({}),
+  })
+  .superRefine((store, ctx) => {
+    if (store.max_wait_ms < store.timeout_ms) {
+      ctx.addIssue({ code: 'custom', path: ['max_wait_ms'], message: `must be at least timeout_ms (${store.timeout_ms})` });
+    }
+  });
 
 const limitSchema = z.strictObject({ requests: integer(1), per: duration() });
 

@@ -1,7 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import { keyCacheLookups } from '../metrics/registry';
 import { hashSecret, opensWith } from './keys';
-import { StoreUnavailableError, type ApiKeyRecord, type KeyStore } from './types';
+import { StoreBusyError, StoreUnavailableError, type ApiKeyRecord, type KeyStore } from './types';
+
+type Found = { record: ApiKeyRecord | null; cached: boolean };
 
 interface Entry {
   record: ApiKeyRecord;
@@ -33,6 +35,8 @@ export class KeyCache {
    */
   private storeDownUntil = 0;
   private probeInFlight = false;
+  /** Store lookups under way, by secret hash: concurrent requests with one uncached key share one. */
+  private readonly lookups = new Map<string, Promise<Found>>();
 
   constructor(
     private readonly store: KeyStore,
@@ -50,7 +54,7 @@ export class KeyCache {
    * The key record a plaintext secret opens (usable or not), or null when the store has none or the
    * secret no longer opens it (rotated out and past its grace period).
    */
-  async find(secret: string): Promise<{ record: ApiKeyRecord | null; cached: boolean }> {
+  async find(secret: string): Promise<Found> {
     const secretHash = hashSecret(secret);
     const opened = (record: ApiKeyRecord | null) => (record && opensWith(record, secretHash) ? record : null);
     const fresh = this.cache.get(secretHash);
@@ -60,6 +64,16 @@ export class KeyCache {
     }
     const storeSuspect = this.probeInFlight || Date.now() < this.storeDownUntil;
     if (storeSuspect && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash, opened);
+    let lookup = this.lookups.get(secretHash);
+    if (!lookup) {
+      lookup = this.lookUp(secretHash, opened).finally(() => this.lookups.delete(secretHash));
+      this.lookups.set(secretHash, lookup);
+    }
+    return lookup;
+  }
+
+  /** One store round trip for a secret (shared by every request that waits for it). */
+  private async lookUp(secretHash: string, opened: (record: ApiKeyRecord | null) => ApiKeyRecord | null): Promise<Found> {
     const isProbe = this.storeDownUntil > 0;
     if (isProbe) this.probeInFlight = true;
     const generation = this.generation;
@@ -71,7 +85,8 @@ export class KeyCache {
       else if (generation === this.generation) this.remember(secretHash, record);
       return { record: opened(record), cached: false };
     } catch (err) {
-      if (!(err instanceof StoreUnavailableError)) throw err;
+      // Busy is not down: the store answers, just late. Nothing stale is served for it, nothing probed.
+      if (!(err instanceof StoreUnavailableError) || err instanceof StoreBusyError) throw err;
       this.storeDownUntil = Date.now() + STORE_RETRY_MS;
       return this.withoutStore(secretHash, opened, err);
     } finally {

@@ -7,6 +7,7 @@ import type { Limiter } from './limiter';
 import { MemoryKeyStore } from './memory/key-store';
 import { MemoryLimiter } from './memory/limiter';
 import { createRedisClient, waitUntilReady, type RedisClient } from './redis/client';
+import { RedisDeadline } from './redis/deadline';
 import { ReplicaHeartbeat } from './redis/heartbeat';
 import { RedisKeyEvents } from './redis/key-events';
 import { RedisKeyStore } from './redis/key-store';
@@ -27,7 +28,7 @@ export interface Backends {
 export function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
   const redis = config.store.redis;
   if (!redis) throw new Error('no store.redis in this config');
-  const client = createRedisClient(redis, config.store.timeout_ms);
+  const client = createRedisClient(redis, config.store.timeout_ms, config.store.max_wait_ms);
   // The CLI says in one line when it cannot reach Redis; ioredis would print each retry's stack too.
   client.on('error', () => undefined);
   return { store: new RedisKeyStore(client, redis.key_prefix), events: new RedisKeyEvents(client, redis, config.store.timeout_ms, createLogger('silent')) };
@@ -49,15 +50,15 @@ export function openBackends(config: Config, log: Logger): Backends {
       close: () => limiter.close(),
     };
   }
-  const client: RedisClient = createRedisClient(settings, config.store.timeout_ms);
+  const client: RedisClient = createRedisClient(settings, config.store.timeout_ms, config.store.max_wait_ms);
   logConnectionErrors(client, log);
   const prefix = settings.key_prefix;
-  const deadlineMs = config.store.timeout_ms; // from the call, not from when ioredis sends it (deadline.ts)
-  const keyStore = new RedisKeyStore(client, prefix, deadlineMs);
+  const deadline = new RedisDeadline(client, config.store.timeout_ms, config.store.max_wait_ms);
+  const keyStore = new RedisKeyStore(client, prefix, deadline);
   const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
   heartbeat.start();
-  const limiter = new ResilientLimiter(new RedisLimiter(client, prefix, deadlineMs), new MemoryLimiter(), {
+  const limiter = new ResilientLimiter(new RedisLimiter(client, prefix, deadline), new MemoryLimiter(), {
     policy: config.failure_policy,
     liveReplicas: () => heartbeat.liveReplicas,
     probe: () => client.ping(),
@@ -71,6 +72,7 @@ export function openBackends(config: Config, log: Logger): Backends {
     close: async () => {
       await keyEvents.close();
       await limiter.close();
+      deadline.close();
       await heartbeat.stop();
       await keyStore.close(); // closes the shared client last
     },

@@ -1,15 +1,15 @@
 import type { Logger } from 'pino';
 import { rateLimitFallbackActive, rateLimitFallbackEngaged } from '../metrics/registry';
-import type { LimitDecision, Limiter, LimitRequest } from './limiter';
+import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
 import type { MemoryLimiter } from './memory/limiter';
-import { StoreUnavailableError } from './types';
+import { StoreBusyError, StoreUnavailableError } from './types';
 
 export type FailurePolicy = 'fail_open_local' | 'fail_closed';
 
-/** No decision can be made: Redis is unavailable and the policy is fail_closed. */
+/** No decision can be made: Redis is away under fail_closed, or it answers too late to wait for. */
 export class LimiterUnavailableError extends Error {
-  constructor() {
-    super('rate limiter unavailable (Redis down, policy fail_closed)');
+  constructor(message = 'rate limiter unavailable (Redis down, policy fail_closed)', options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'LimiterUnavailableError';
   }
 }
@@ -25,22 +25,43 @@ export interface ResilientOptions {
   probeIntervalMs?: number;
 }
 
+/** What Redis last said about a subject's windows, and when (this replica's clock). */
+interface Report {
+  windows: readonly WindowState[];
+  atMs: number;
+}
+
+// How often reports older than their longest window are forgotten.
+const REPORT_SWEEP_MS = 60_000;
+
 /**
- * The Redis limiter while Redis answers. After a few consecutive failures it stops asking Redis
- * (no request waits for another timeout), applies the failure policy, and probes Redis about once a
- * second until it answers; then Redis decides again. A single failure before that point is decided
- * by the policy too, so no request ever fails just because Redis blinked.
+ * The Redis limiter while Redis answers: its decision stands, however busy this replica is (a late
+ * answer is waited for, up to store.max_wait_ms, then 503 — see redis/deadline.ts). Only when Redis
+ * is silent does the failure policy decide: after a few consecutive failures the limiter stops
+ * asking Redis (no request waits for another timeout) and probes it about once a second until it
+ * answers. A single failure before that point is decided by the policy too, so no request fails
+ * just because Redis blinked.
+ *
+ * Local decisions start from what Redis last reported for the key: its remaining, divided among the
+ * live replicas. So the switch itself admits nothing that Redis had already counted.
  */
 export class ResilientLimiter implements Limiter {
   private consecutiveFailures = 0;
   private probeTimer?: NodeJS.Timeout;
   private probing = false;
+  /** Counters the local limiter holds are not in Redis: forget them once Redis decides again. */
+  private localUsed = false;
+  private readonly reports = new Map<string, Report>();
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly redis: Limiter,
     private readonly local: MemoryLimiter,
     private readonly options: ResilientOptions,
-  ) {}
+  ) {
+    this.sweeper = setInterval(() => this.forgetOldReports(), REPORT_SWEEP_MS);
+    this.sweeper.unref();
+  }
 
   get fallbackActive(): boolean {
     return this.probeTimer !== undefined;
@@ -51,8 +72,11 @@ export class ResilientLimiter implements Limiter {
       try {
         const decision = await this.redis.check(request);
         this.consecutiveFailures = 0;
+        if (this.localUsed) this.forgetLocal();
+        this.reports.set(request.subject, { windows: decision.windows, atMs: Date.now() });
         return decision;
       } catch (err) {
+        if (err instanceof StoreBusyError) throw new LimiterUnavailableError('Redis answers, but too late for this request', { cause: err });
         if (!(err instanceof StoreUnavailableError)) throw err;
         this.consecutiveFailures++;
         if (this.consecutiveFailures >= (this.options.failuresBeforeFallback ?? 3) && !this.fallbackActive) this.engage(err);
@@ -65,10 +89,39 @@ export class ResilientLimiter implements Limiter {
     if (this.options.policy === 'fail_closed') throw new LimiterUnavailableError();
     // This replica's share of each limit: together the replicas stay within it (rounding down).
     const replicas = Math.max(1, this.options.liveReplicas());
-    return this.local.check({
-      ...request,
-      windows: request.windows.map((w) => ({ ...w, limit: Math.max(1, Math.floor(w.limit / replicas)) })),
+    const share = (limit: number) => Math.max(1, Math.floor(limit / replicas));
+    this.seedFromReport(request, replicas, share);
+    this.localUsed = true;
+    return this.local.check({ ...request, windows: request.windows.map((w) => ({ ...w, limit: share(w.limit) })) });
+  }
+
+  /**
+   * A window's local counter starts as if this replica had used its share of what Redis counted:
+   * its share minus max(0, limit − used) ÷ replicas, at the time of the report.
+   */
+  private seedFromReport(request: LimitRequest, replicas: number, share: (limit: number) => number): void {
+    const report = this.reports.get(request.subject);
+    if (!report) return;
+    const now = Date.now();
+    request.windows.forEach((w) => {
+      const reported = report.windows.find((r) => r.windowMs === w.windowMs && r.limit === w.limit);
+      if (!reported || report.atMs <= now - w.windowMs) return;
+      const remaining = Math.floor(Math.max(0, w.limit - reported.used) / replicas);
+      this.local.seed(request.subject, w, share(w.limit) - remaining, report.atMs);
     });
+  }
+
+  private forgetLocal(): void {
+    this.local.reset();
+    this.localUsed = false;
+  }
+
+  private forgetOldReports(): void {
+    const now = Date.now();
+    for (const [subject, report] of this.reports) {
+      const longest = Math.max(0, ...report.windows.map((w) => w.windowMs));
+      if (report.atMs <= now - longest) this.reports.delete(subject);
+    }
   }
 
   private engage(cause: Error): void {
@@ -105,6 +158,7 @@ export class ResilientLimiter implements Limiter {
 
   async close(): Promise<void> {
     clearInterval(this.probeTimer);
+    clearInterval(this.sweeper);
     this.probeTimer = undefined;
     await this.local.close();
   }

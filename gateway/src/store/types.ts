@@ -81,6 +81,17 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/**
+ * Redis is answering, but not this call in time (store.max_wait_ms): the replica or Redis is
+ * overloaded, not away. Never a reason for a local decision; the request gets a 503.
+ */
+export class StoreBusyError extends StoreUnavailableError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreBusyError';
+  }
+}
+
 export class KeyExistsError extends Error {
   constructor() {
     super('an API key with this value already exists');

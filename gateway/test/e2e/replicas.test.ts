@@ -1,3 +1,4 @@
+import { maxInAnyWindow } from '../support/arrivals';
 import { LIMIT, startReplicas, type Replicas } from '../support/scenarios';
 import { startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
 
@@ -31,6 +32,39 @@ describe('standalone Redis', () => {
     expect(outcome.fallbackEngaged).toBe(0);
     expect(outcome.reachedUpstream).toBe(LIMIT);
     expect(outcome.statuses).toEqual({ 200: LIMIT, 429: TOTAL - LIMIT });
+  });
+});
+
+// Under pressure: a burst that saturates every replica's event loop must still be decided by a healthy
+// Redis (no fallback, no local shares, no 503), with the timeout the deploy configs ship (100 ms).
+describe('a burst on a healthy Redis (store.timeout_ms 100)', () => {
+  const BURST = { limit: 100, windowSeconds: 5, timeoutMs: 100 };
+  const BURST_TOTAL = 1500;
+  let redis: TestRedis;
+  let replicas: Replicas;
+  beforeAll(async () => {
+    redis = await startRedis({ destructive: true });
+    replicas = await startReplicas({ url: redis.url }, 3, {}, BURST);
+  });
+  afterAll(async () => {
+    await replicas?.stop();
+    await redis?.stop();
+  });
+
+  it(`${BURST_TOTAL} concurrent requests on one key (100 per 5 s): Redis decides every one`, async () => {
+    const started = Date.now();
+    const outcome = await replicas.burst(BURST_TOTAL);
+    const tookMs = Date.now() - started;
+    const peak = maxInAnyWindow(outcome.arrivals, BURST.windowSeconds * 1000);
+    console.log(
+      `burst: ${BURST_TOTAL} requests in ${tookMs} ms → upstream got ${outcome.reachedUpstream} (peak ${peak} in 5 s, limit ${BURST.limit}); statuses ${JSON.stringify(outcome.statuses)}; fallback engaged ${outcome.fallbackEngaged}×`,
+    );
+    expect(outcome.invalid).toEqual([]);
+    expect(outcome.malformed429).toEqual([]);
+    expect(outcome.fallbackEngaged).toBe(0);
+    expect(peak).toBeLessThanOrEqual(BURST.limit);
+    expect(outcome.reachedUpstream).toBeGreaterThanOrEqual(95);
+    expect(outcome.statuses).toEqual({ 200: outcome.reachedUpstream, 429: BURST_TOTAL - outcome.reachedUpstream });
   });
 });
 

@@ -8,10 +8,20 @@ import { startUpstream, type TestUpstream } from './upstream';
 
 export const LIMIT = 50;
 export const WINDOW = '10s';
+/** The key's one window; the defaults are the replica suite's. */
+export interface BurstTier {
+  limit: number;
+  windowSeconds: number;
+  /** store.timeout_ms of every replica */
+  timeoutMs: number;
+}
+const DEFAULT_TIER: BurstTier = { limit: LIMIT, windowSeconds: 10, timeoutMs: 1000 };
 const KEY = 'sk_test_replicas_000000000000';
 
 export interface BurstOutcome {
   reachedUpstream: number;
+  /** When each admitted request reached the upstream (Date.now()), in order. */
+  arrivals: number[];
   statuses: Record<number, number>;
   /** Refusals whose body and headers are not the exact 429 contract. */
   malformed429: string[];
@@ -23,6 +33,7 @@ export interface BurstOutcome {
 export interface Replicas {
   gateways: TestGateway[];
   upstream: TestUpstream;
+  tier: BurstTier;
   /** `total` requests, all at once, or spread evenly over `spreadMs`; `during` runs alongside. */
   burst(total: number, options?: { spreadMs?: number; during?: () => Promise<void> }): Promise<BurstOutcome>;
   stop(): Promise<void>;
@@ -44,12 +55,17 @@ export async function metricValue(gateway: TestGateway, name: string): Promise<n
   return line ? Number(line.split(' ')[1]) : NaN;
 }
 
-export async function startReplicas(redisSettings: Record<string, unknown>, count = 3, extra: Record<string, unknown> = {}): Promise<Replicas> {
+export async function startReplicas(
+  redisSettings: Record<string, unknown>,
+  count = 3,
+  extra: Record<string, unknown> = {},
+  tier: BurstTier = DEFAULT_TIER,
+): Promise<Replicas> {
   const upstream = await startUpstream();
   const configFile = writeConfig(
     baseConfig({
-      store: { redis: redisSettings, timeout_ms: 1000 },
-      tiers: { burst: { limits: [{ requests: LIMIT, per: WINDOW }], scopes: ['*'] } },
+      store: { redis: redisSettings, timeout_ms: tier.timeoutMs },
+      tiers: { burst: { limits: [{ requests: tier.limit, per: `${tier.windowSeconds}s` }], scopes: ['*'] } },
       upstreams: { app: { targets: [upstream.url] } },
       routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
       keys: [{ name: 'burst', tier: 'burst', key: KEY }],
@@ -57,7 +73,8 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
     }),
   );
   const gateways = await Promise.all(Array.from({ length: count }, () => startGateway(configFile)));
-  const agent = new Agent({ connections: 400, pipelining: 1 });
+  const agent = new Agent({ connections: 1000, pipelining: 1 });
+  const windowLabel = tier.windowSeconds === 60 ? '1 minute' : `${tier.windowSeconds} seconds`;
 
   const burst = async (total: number, { spreadMs = 0, during }: { spreadMs?: number; during?: () => Promise<void> } = {}): Promise<BurstOutcome> => {
     upstream.reset();
@@ -88,13 +105,13 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
             const limit = Number(res.headers['x-ratelimit-limit']);
             const ok =
               body.error.code === 'rate_limit_exceeded' &&
-              (limit === LIMIT || limit === Math.floor(LIMIT / gateways.length)) &&
+              (limit === tier.limit || limit === Math.floor(tier.limit / gateways.length)) &&
               res.headers['x-ratelimit-remaining'] === '0' &&
               Number(res.headers['x-ratelimit-reset']) > Date.now() / 1000 &&
               retryAfter >= 1 &&
-              retryAfter <= 11 &&
+              retryAfter <= tier.windowSeconds + 1 &&
               body.error.message === `API rate limit exceeded. Please wait ${retryAfter} seconds before retrying.` &&
-              JSON.stringify(body.error.details) === JSON.stringify({ limit, window: '10 seconds', retry_after: retryAfter });
+              JSON.stringify(body.error.details) === JSON.stringify({ limit, window: windowLabel, retry_after: retryAfter });
             if (!ok) malformed429.push(JSON.stringify({ headers: res.headers, body }));
           }
         } catch (err) {
@@ -106,6 +123,7 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
     const engaged = await Promise.all(gateways.map((g) => metricValue(g, 'sluice_ratelimit_fallback_engaged_total').catch(() => NaN)));
     return {
       reachedUpstream: upstream.requests.length,
+      arrivals: upstream.requests.map((r) => r.at).sort((a, b) => a - b),
       statuses,
       malformed429,
       invalid,
@@ -116,6 +134,7 @@ export async function startReplicas(redisSettings: Record<string, unknown>, coun
   return {
     gateways,
     upstream,
+    tier,
     burst,
     stop: async () => {
       await agent.close();

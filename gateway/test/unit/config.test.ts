@@ -63,7 +63,7 @@ describe('good fixtures', () => {
     const expected: Config = {
       listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384, max_in_flight: 0, headers_timeout: 20_000 },
       admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000 },
-      store: { timeout_ms: 100, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
+      store: { timeout_ms: 100, max_wait_ms: 2000, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
       trusted_proxies: [],
       lifecycle: { drain_delay: 5000, grace: 30000 },
@@ -96,6 +96,7 @@ describe('good fixtures', () => {
     expect(config.store).toEqual({
       redis: { url: 'redis://127.0.0.1:6379/2', key_prefix: 'test:' },
       timeout_ms: 1000,
+      max_wait_ms: 2000,
       replicas_hint: 3,
       cache: { ttl: 2000, max_entries: 500 },
     });

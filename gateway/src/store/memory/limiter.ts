@@ -45,6 +45,22 @@ export class MemoryLimiter implements Limiter {
     };
   }
 
+  /**
+   * Starts a window's counter at `units` counted at `atMs`, unless it has one already: the fallback
+   * begins from what Redis last reported instead of from zero. The units age out like any others.
+   */
+  seed(subject: string, window: { name: string; windowMs: number }, units: number, atMs: number): void {
+    const key = `${subject}:${window.name}`;
+    if (this.counters.has(key) || units <= 0) return;
+    const buckets: Buckets = new Map([[Math.floor(atMs / bucketWidth(window.windowMs)), units]]);
+    this.counters.set(key, { buckets, expiresAt: atMs + window.windowMs + bucketWidth(window.windowMs) });
+  }
+
+  /** Forgets every counter (Redis decides again, and knows better). */
+  reset(): void {
+    this.counters.clear();
+  }
+
   private counter(key: string): Counter {
     let counter = this.counters.get(key);
     if (!counter) {

@@ -14,10 +14,12 @@ function hostPort(address: string): { host: string; port: number } {
  * One client for any topology. No offline queue and a bounded command timeout: ioredis' defaults
  * would hold a request for over a minute while Redis is gone. Reconnects are retried about once a second.
  */
-export function createRedisClient(settings: RedisSettings, timeoutMs: number): RedisClient {
+export function createRedisClient(settings: RedisSettings, timeoutMs: number, maxWaitMs: number): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
-    commandTimeout: timeoutMs,
+    // A backstop only: request-path calls are judged by RedisDeadline. ioredis' own timer starts when a
+    // pipeline is sent and fires late on a busy loop, so at timeout_ms it would fail calls Redis answered.
+    commandTimeout: maxWaitMs,
     connectTimeout: Math.max(timeoutMs, 1000),
     maxRetriesPerRequest: 0,
     enableAutoPipelining: true,

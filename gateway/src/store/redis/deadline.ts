@@ -1,25 +1,194 @@
+import { performance } from 'node:perf_hooks';
+import calculateSlot from 'cluster-key-slot';
+import Redis, { Cluster } from 'ioredis';
+import { StoreBusyError, StoreUnavailableError } from '../types';
+import type { RedisClient } from './client';
+
+/** Redis answered nothing for `timeout_ms` (frozen, gone, partitioned): an outage, for the failure policy. */
+export class RedisSilentError extends Error {
+  constructor(silentMs: number) {
+    super(`Redis answered nothing for ${Math.round(silentMs)} ms`);
+    this.name = 'RedisSilentError';
+  }
+}
+
+/** Redis is answering, but this call waited `max_wait_ms` for its own answer: overload, not an outage. */
+export class RedisBusyError extends Error {
+  constructor(waitedMs: number) {
+    super(`Redis is answering, but not this call within ${Math.round(waitedMs)} ms`);
+    this.name = 'RedisBusyError';
+  }
+}
+
 /**
- * `run()`, or a rejection once `ms` have passed (undefined: no deadline). ioredis' commandTimeout
- * alone does not bound a request-path call:
- * - with auto-pipelining only one pipeline is in flight per connection (per slot in a Cluster), and a
- *   command's timer starts only when its pipeline is sent; while Redis is frozen a command queued
- *   behind one in flight waits out that one's timeout before its own (seen: 1-2 s for a 500 ms timeout);
- * - a Cluster client retries a command whose master just died (slot refresh, up to maxRedirections ×
- *   the retry delay): seconds, until a replica is promoted.
+ * Bounds every request-path Redis call, judging Redis by Redis, never by this replica's own lag.
+ *
+ * A call fails when Redis is silent — nothing answered on the node that serves the call's key for
+ * `timeoutMs`: the outage the failure policy is for — or, while Redis keeps answering, once the call
+ * has waited `maxWaitMs` (RedisBusyError: the answer is late, and a local decision would over-admit).
+ *
+ * Why not a plain timer per call: on a saturated event loop the timer fires late, in the same turn in
+ * which the reply already sitting in the socket would be read, and timers run first; with
+ * auto-pipelining a command also waits for the pipeline ahead of it, and a burst's pipeline of
+ * hundreds of scripts can keep Redis busy past the timeout. A busy replica then read as a failing
+ * Redis (a burst admitted 3.8× its limit). So when the timer fires we first let the loop read what
+ * has arrived (setImmediate runs after the poll phase), and we count as answers the PINGs of a
+ * pulse: while calls are outstanding, each node gets a PING every timeoutMs / 2 on a connection of
+ * its own. Redis serves its connections in turn, so the PING is answered even while our pipeline is
+ * being worked through, and is not answered by a frozen or vanished Redis.
  */
-export function withDeadline<T>(ms: number | undefined, run: () => Promise<T>): Promise<T> {
-  if (ms === undefined) return run();
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    run().then(
-      (value) => {
+export class RedisDeadline {
+  private readonly pulses = new Map<string, Pulse>();
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly timeoutMs: number,
+    private readonly maxWaitMs: number,
+  ) {
+    // Connected ahead of need: a pulse that first connects in the middle of a burst would be late.
+    if (client instanceof Cluster) client.on('ready', () => new Set(client.slots.map((nodes) => nodes?.[0])).forEach((lane) => lane && this.pulse(lane)));
+    else this.pulse('');
+  }
+
+  /** `call()` under the deadline; `key` is one key the call touches (it picks the Cluster node). */
+  run<T>(key: string, call: () => Promise<T>): Promise<T> {
+    const pulse = this.pulse(this.lane(key));
+    const startedAt = performance.now();
+    pulse.outstanding++;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout;
+      const settle = () => {
+        settled = true;
         clearTimeout(timer);
-        resolve(value);
+        pulse.outstanding--;
+      };
+      // Silence is measured up to when the timer fired, and judged once the loop has polled: by then
+      // everything Redis sent before that moment has been read, however long the loop took to get here.
+      const judge = (firedAt: number) => {
+        if (settled) return;
+        const silentMs = firedAt - Math.max(pulse.lastAnswerAt, startedAt);
+        const waitedMs = firedAt - startedAt;
+        if (silentMs >= this.timeoutMs || this.client.status !== 'ready') {
+          settle();
+          reject(new RedisSilentError(silentMs));
+        } else if (waitedMs >= this.maxWaitMs) {
+          settle();
+          reject(new RedisBusyError(waitedMs));
+        } else {
+          // Redis answered lately: judge again once it has been quiet for timeoutMs (or at maxWaitMs).
+          const due = Math.min(Math.max(pulse.lastAnswerAt, startedAt) + this.timeoutMs, startedAt + this.maxWaitMs);
+          timer = setTimeout(onTimer, Math.max(1, Math.ceil(due - performance.now())));
+        }
+      };
+      const onTimer = () => {
+        const firedAt = performance.now();
+        setImmediate(() => judge(firedAt)); // after the poll phase: what the socket holds is read
+      };
+      timer = setTimeout(onTimer, this.timeoutMs);
+      call().then(
+        (value) => {
+          if (settled) return;
+          settle();
+          pulse.answered();
+          resolve(value);
+        },
+        (err: Error) => {
+          if (settled) return;
+          settle();
+          if (err.name === 'ReplyError') pulse.answered(); // an error reply is still an answer
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private pulse(lane: string): Pulse {
+    let pulse = this.pulses.get(lane);
+    if (!pulse) this.pulses.set(lane, (pulse = new Pulse(this.pulseConnection(lane), this.timeoutMs / 2)));
+    return pulse;
+  }
+
+  private pulseConnection(lane: string): Redis {
+    const options = { enableAutoPipelining: false, enableOfflineQueue: true, lazyConnect: false };
+    if (this.client instanceof Cluster) {
+      const at = lane.lastIndexOf(':');
+      return new Redis({ ...this.client.options.redisOptions, ...options, host: lane.slice(0, at), port: Number(lane.slice(at + 1)) });
+    }
+    return this.client.duplicate(options);
+  }
+
+  /** Which server answers for `key`: in a Cluster the master of its slot, else the one server. */
+  private lane(key: string): string {
+    if (!(this.client instanceof Cluster)) return '';
+    return this.client.slots[calculateSlot(key)]?.[0] ?? '';
+  }
+
+  close(): void {
+    for (const pulse of this.pulses.values()) pulse.close();
+    this.pulses.clear();
+  }
+}
+
+/**
+ * One node's signs of life: when it last answered anything, and while calls to it are outstanding a
+ * PING every `intervalMs` on a connection of its own (one PING at a time; none while idle).
+ */
+class Pulse {
+  lastAnswerAt = 0;
+  private count = 0;
+  private timer?: NodeJS.Timeout;
+  private pinging = false;
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly intervalMs: number,
+  ) {
+    connection.on('error', () => undefined); // the main client reports connection errors
+  }
+
+  get outstanding(): number {
+    return this.count;
+  }
+
+  set outstanding(count: number) {
+    this.count = count;
+    if (count > 0 && this.timer === undefined) {
+      this.ping();
+      this.timer = setInterval(() => (this.count > 0 ? this.ping() : this.stop()), Math.max(1, this.intervalMs));
+      this.timer.unref();
+    }
+  }
+
+  answered(): void {
+    this.lastAnswerAt = performance.now();
+  }
+
+  private ping(): void {
+    if (this.pinging) return;
+    this.pinging = true;
+    this.connection.ping().then(
+      () => {
+        this.pinging = false;
+        this.answered();
       },
-      (err) => {
-        clearTimeout(timer);
-        reject(err);
-      },
+      () => (this.pinging = false),
     );
-  });
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  close(): void {
+    this.stop();
+    this.connection.disconnect();
+  }
+}
+
+/** A failed store call as the gateway sees it: overload (StoreBusyError) told apart from an outage. */
+export function storeFailure(what: string, err: unknown): StoreUnavailableError {
+  const message = `${what} failed: ${(err as Error).message}`;
+  return err instanceof RedisBusyError ? new StoreBusyError(message, { cause: err }) : new StoreUnavailableError(message, { cause: err });
 }

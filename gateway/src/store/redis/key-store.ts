@@ -2,7 +2,7 @@ import { timeRedis } from '../../metrics/registry';
 import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
 import { allSecretHashes, newRecord } from '../keys';
 import type { RedisClient } from './client';
-import { withDeadline } from './deadline';
+import { storeFailure, type RedisDeadline } from './deadline';
 import { REPLACE_RECORD } from './scripts';
 
 /*
@@ -55,8 +55,8 @@ export class RedisKeyStore implements KeyStore {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Whole-call deadline (see deadline.ts); undefined: ioredis' commandTimeout alone. */
-    private readonly deadlineMs?: number,
+    /** Bounds each call (see deadline.ts); undefined: ioredis' commandTimeout alone. */
+    private readonly deadline?: RedisDeadline,
   ) {
     client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });
     this.client = client as ScriptedClient;
@@ -75,17 +75,20 @@ export class RedisKeyStore implements KeyStore {
     return `${this.prefix}marker`;
   }
 
-  /** Runs one timed Redis round trip; any failure of the store becomes StoreUnavailableError. */
-  private async call<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one timed Redis round trip on `key`; any failure of the store becomes StoreUnavailableError
+   * (StoreBusyError when Redis answers, but too late).
+   */
+  private async call<T>(operation: string, key: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await timeRedis(operation, () => withDeadline(this.deadlineMs, run));
+      return await timeRedis(operation, () => (this.deadline ? this.deadline.run(key, run) : run()));
     } catch (err) {
-      throw new StoreUnavailableError(`Redis ${operation} failed: ${(err as Error).message}`, { cause: err });
+      throw storeFailure(`Redis ${operation}`, err);
     }
   }
 
   async findBySecretHash(secretHash: string): Promise<ApiKeyRecord | null> {
-    const id = await this.call('key_lookup', () => this.client.get(this.secretKey(secretHash)));
+    const id = await this.call('key_lookup', this.secretKey(secretHash), () => this.client.get(this.secretKey(secretHash)));
     if (id === null) {
       // An unknown secret is only "invalid" if the store still holds its data.
       if (!(await this.hasMarker())) throw new StoreUnavailableError('the key store has lost its data (marker missing)');
@@ -106,11 +109,11 @@ export class RedisKeyStore implements KeyStore {
     const giveBack = () => Promise.all(claimed.map((hash) => this.client.del(this.secretKey(hash)).catch(() => undefined)));
     try {
       for (const hash of hashes) {
-        if ((await this.call('key_write', () => this.client.set(this.secretKey(hash), record.id, 'NX'))) !== null) claimed.push(hash);
-        else if ((await this.call('key_write', () => this.client.get(this.secretKey(hash)))) !== record.id) throw new KeyExistsError();
+        if ((await this.call('key_write', this.secretKey(hash), () => this.client.set(this.secretKey(hash), record.id, 'NX'))) !== null) claimed.push(hash);
+        else if ((await this.call('key_write', this.secretKey(hash), () => this.client.get(this.secretKey(hash)))) !== record.id) throw new KeyExistsError();
       }
-      await this.call('key_write', () => this.client.sluiceReplaceRecord(this.recordKey(record.id), '', ...toFields(record)));
-      await this.call('key_write', () => this.client.zadd(this.indexKey, 0, record.id));
+      await this.call('key_write', this.recordKey(record.id), () => this.client.sluiceReplaceRecord(this.recordKey(record.id), '', ...toFields(record)));
+      await this.call('key_write', this.indexKey, () => this.client.zadd(this.indexKey, 0, record.id));
       await this.ensureMarker();
     } catch (err) {
       // Give the secrets back so a retry can succeed; a half-written record is unreachable without them.
@@ -120,17 +123,17 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async addSecret(secretHash: string, id: string): Promise<boolean> {
-    return (await this.call('key_write', () => this.client.set(this.secretKey(secretHash), id, 'NX'))) !== null;
+    return (await this.call('key_write', this.secretKey(secretHash), () => this.client.set(this.secretKey(secretHash), id, 'NX'))) !== null;
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
-    const hash = await this.call('key_read', () => this.client.hgetall(this.recordKey(id)));
+    const hash = await this.call('key_read', this.recordKey(id), () => this.client.hgetall(this.recordKey(id)));
     return fromHash(hash);
   }
 
   async list({ after, limit }: { after?: string; limit: number }): Promise<KeyPage> {
     const from = after === undefined ? '-' : `(${after}`;
-    const ids = await this.call('key_list', () => this.client.zrangebylex(this.indexKey, from, '+', 'LIMIT', 0, limit + 1));
+    const ids = await this.call('key_list', this.indexKey, () => this.client.zrangebylex(this.indexKey, from, '+', 'LIMIT', 0, limit + 1));
     const page = ids.slice(0, limit);
     const records = (await Promise.all(page.map((id) => this.get(id)))).filter((r): r is ApiKeyRecord => r !== null);
     return ids.length > limit ? { records, next: page[page.length - 1] } : { records };
@@ -138,11 +141,11 @@ export class RedisKeyStore implements KeyStore {
 
   async update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null> {
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const hash = await this.call('key_read', () => this.client.hgetall(this.recordKey(id)));
+      const hash = await this.call('key_read', this.recordKey(id), () => this.client.hgetall(this.recordKey(id)));
       const current = fromHash(hash);
       if (!current) return null;
       const next = change(current);
-      const written = await this.call('key_write', () =>
+      const written = await this.call('key_write', this.recordKey(id), () =>
         this.client.sluiceReplaceRecord(this.recordKey(id), hash.rev ?? '0', ...toFields(next)),
       );
       if (written === 1) return next;
@@ -154,20 +157,20 @@ export class RedisKeyStore implements KeyStore {
   /** Stores written before the key API kept ids in a plain set (`key-ids`); moves them to the index once. */
   async upgrade(): Promise<void> {
     const legacy = `${this.prefix}key-ids`;
-    const ids = await this.call('key_write', () => this.client.smembers(legacy));
+    const ids = await this.call('key_write', legacy, () => this.client.smembers(legacy));
     if (ids.length === 0) return;
-    await this.call('key_write', () => this.client.zadd(this.indexKey, ...ids.flatMap((id) => [0, id])));
-    await this.call('key_write', () => this.client.del(legacy));
+    await this.call('key_write', this.indexKey, () => this.client.zadd(this.indexKey, ...ids.flatMap((id) => [0, id])));
+    await this.call('key_write', legacy, () => this.client.del(legacy));
   }
 
   async ensureMarker(): Promise<void> {
-    await this.call('marker', () =>
+    await this.call('marker', this.markerKey, () =>
       this.client.set(this.markerKey, JSON.stringify({ created_at: new Date().toISOString() }), 'NX'),
     );
   }
 
   async hasMarker(): Promise<boolean> {
-    return (await this.call('marker', () => this.client.exists(this.markerKey))) === 1;
+    return (await this.call('marker', this.markerKey, () => this.client.exists(this.markerKey))) === 1;
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,7 @@
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from '../limiter';
 import { timeRedis } from '../../metrics/registry';
-import { StoreUnavailableError } from '../types';
 import type { RedisClient } from './client';
-import { withDeadline } from './deadline';
+import { storeFailure, type RedisDeadline } from './deadline';
 import { SLIDING_WINDOW } from './scripts';
 
 type ScriptedClient = RedisClient & {
@@ -16,8 +15,8 @@ export class RedisLimiter implements Limiter {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Whole-call deadline (see deadline.ts); undefined: ioredis' commandTimeout alone. */
-    private readonly deadlineMs?: number,
+    /** Bounds each call (see deadline.ts); undefined: ioredis' commandTimeout alone. */
+    private readonly deadline?: RedisDeadline,
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
     this.client = client as ScriptedClient;
@@ -31,11 +30,10 @@ export class RedisLimiter implements Limiter {
     for (const w of request.windows) args.push(w.limit, w.windowMs);
     let reply: number[];
     try {
-      reply = await timeRedis('ratelimit', () =>
-        withDeadline(this.deadlineMs, () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args)),
-      );
+      const call = () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
+      reply = await timeRedis('ratelimit', () => (this.deadline ? this.deadline.run(keys[0], call) : call()));
     } catch (err) {
-      throw new StoreUnavailableError(`Redis rate limit failed: ${(err as Error).message}`, { cause: err });
+      throw storeFailure('Redis rate limit', err);
     }
     const windows: WindowState[] = request.windows.map((w, i) => ({
       limit: w.limit,
