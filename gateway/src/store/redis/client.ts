@@ -17,9 +17,9 @@ function hostPort(address: string): { host: string; port: number } {
 export function createRedisClient(settings: RedisSettings, timeoutMs: number, maxWaitMs: number): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
-    // A backstop only: request-path calls are judged by RedisDeadline. ioredis' own timer starts when a
-    // pipeline is sent and fires late on a busy loop, so at timeout_ms it would fail calls Redis answered.
-    commandTimeout: maxWaitMs,
+    // A backstop only, after RedisDeadline has judged: ioredis' own timer starts when a pipeline is
+    // sent and fires late on a busy loop, so at timeout_ms it would fail calls Redis answered.
+    commandTimeout: maxWaitMs + timeoutMs,
     connectTimeout: Math.max(timeoutMs, 1000),
     maxRetriesPerRequest: 0,
     enableAutoPipelining: true,
