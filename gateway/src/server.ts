@@ -1,9 +1,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { GatewayError } from './errors/envelope';
 import { framingError } from './proxy/framing';
 import { endSocketWithEnvelope } from './proxy/raw-response';
+import { isLingering } from './proxy/lingering-close';
 import type { ErrorCode } from './errors/catalogue';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
@@ -83,7 +85,7 @@ export class GatewayServer {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     // Left unanswered: node closes the connection after the refusal before it.
-    if (this.refusedConnections.has(req.socket)) return;
+    if (this.refusedConnections.has(req.socket) || isLingering(req.socket)) return;
     const ctx = this.newContext(req, { kind: 'http', res });
     const malformed = framingError(req);
     if (malformed) return this.refuse(ctx, malformed);
@@ -140,7 +142,7 @@ export class GatewayServer {
     requestId(ctx);
     client(ctx);
     ctx.error = err;
-    respondError(ctx, err);
+    respondError(ctx, err, false);
     finish(ctx);
   }
 
@@ -207,6 +209,7 @@ export class GatewayServer {
  */
 function lingerAfterEnd(socket: Duplex): void {
   socket.once('finish', () => {
+    if (isLingering(socket as Socket)) return; // reading the rest of a refused body: its own timer
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));

@@ -146,6 +146,13 @@ const listenSchema = z.strictObject({
   max_in_flight: integer(0).default(0),
   // A client must send all its headers within this (slowloris guard); else 408 request_timeout.
   headers_timeout: duration().prefault('20s'),
+  // The longest gap between two reads of a request body; past it, 408 request_timeout (the client's fault).
+  body_timeout: duration().prefault('10s'),
+  // A client that stops reading its answer for this long is cut, and the upstream connection freed.
+  send_timeout: duration().prefault('8s'),
+  // Request bodies declared up to this size are read whole before an upstream connection is taken,
+  // so a slow writer cannot hold one (nginx's proxy_request_buffering); larger ones stream. 0 = never.
+  request_buffer_bytes: byteSize().default(64 * 1024),
 });
 
 const adminSchema = z.strictObject({
@@ -230,6 +237,9 @@ const upstreamSchema = z.strictObject({
     .min(1, { error: 'expected at least one target' }),
   timeout_ms: integer(1).default(30000),
   connections: integer(1).default(128),
+  // How many of them one API key may hold at once (slow readers of one key cannot take them all).
+  // Default: half of connections.
+  max_connections_per_key: integer(1).optional(),
   // Passive health: a target failing `failures` times in a row is ejected for `cooldown`, then tried once.
   breaker: z
     .strictObject({
@@ -238,6 +248,10 @@ const upstreamSchema = z.strictObject({
       on_5xx: boolean.default(false), // count 5xx answers as failures too
     })
     .prefault({}),
+}).superRefine((upstream, ctx) => {
+  if (upstream.max_connections_per_key !== undefined && upstream.max_connections_per_key > upstream.connections) {
+    ctx.addIssue({ code: 'custom', path: ['max_connections_per_key'], message: `must be at most connections (${upstream.connections})` });
+  }
 });
 
 const corsSchema = z.strictObject({

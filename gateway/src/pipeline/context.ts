@@ -36,7 +36,13 @@ export interface RequestContext {
 }
 
 /** Abort reasons other than the client leaving: the request is still answered, with this error. */
-export const UPSTREAM_TIMED_OUT = Symbol('upstream timed out'); // the route's timeout passed first: 504
+export const UPSTREAM_TIMED_OUT = Symbol('upstream timed out'); // the route's timeout passed first: 504 (408, 503: proxy.ts)
 export const BODY_MALFORMED = Symbol('request body malformed'); // node's parser refused the body mid-way: 400
+export const BODY_STALLED = Symbol('request body stalled'); // no body bytes for listen.body_timeout: 408
+
+/** Whether the request was aborted because the client went away: nobody is left to answer. */
+export function clientWentAway(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason !== UPSTREAM_TIMED_OUT && signal.reason !== BODY_MALFORMED && signal.reason !== BODY_STALLED;
+}
 
 export type Step = (ctx: RequestContext) => void | Promise<void>;

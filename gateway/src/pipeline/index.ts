@@ -1,5 +1,5 @@
 import { asGatewayError } from '../errors/envelope';
-import { BODY_MALFORMED, UPSTREAM_TIMED_OUT, type RequestContext, type Step } from './context';
+import { clientWentAway, type RequestContext, type Step } from './context';
 import { requestId } from './request-id';
 import { client } from './client';
 import { route } from './route';
@@ -30,8 +30,7 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
       if (ctx.handled) break;
     }
   } catch (thrown) {
-    const reason: unknown = ctx.abort.signal.reason;
-    if (ctx.abort.signal.aborted && reason !== UPSTREAM_TIMED_OUT && reason !== BODY_MALFORMED) {
+    if (clientWentAway(ctx.abort.signal)) {
       // The client went away, which is why the step failed: there is nobody left to answer.
       ctx.status = CLIENT_CLOSED_REQUEST;
       return;

@@ -1,15 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors/envelope';
-import { isConnectFailure, mapUpstreamError } from '../errors/upstream';
+import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../proxy/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
+import { sendStall, watchForStall } from '../proxy/stall-watchdog';
 import type { Target } from '../proxy/upstreams';
 import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
-import { BODY_MALFORMED, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
+import { BODY_MALFORMED, BODY_STALLED, clientWentAway, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 
 // Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -21,8 +22,8 @@ function hasBody(req: IncomingMessage): boolean {
 
 /** What the upstream is sent, the same on every attempt (the X-Request-Id included). */
 export function upstreamRequest(ctx: RequestContext) {
-  const compiled = ctx.route!;
-  const upstream = ctx.runtime.config.upstreams[compiled.route.upstream];
+  const compiled = ctx.route!.route;
+  const upstream = ctx.runtime.config.upstreams[compiled.upstream];
   const peer = plainAddress(ctx.req.socket.remoteAddress ?? '');
   const headers = upstreamRequestHeaders(ctx.req.headers, {
     requestId: ctx.requestId,
@@ -32,66 +33,70 @@ export function upstreamRequest(ctx: RequestContext) {
     consumerTier: ctx.consumer!.tier,
   });
   return {
-    path: upstreamPath(compiled, ctx.path) + ctx.query,
+    path: upstreamPath(ctx.route!, ctx.path) + ctx.query,
     headers,
-    timeoutMs: compiled.route.timeout_ms ?? upstream.timeout_ms,
+    timeoutMs: compiled.timeout_ms ?? upstream.timeout_ms,
     countFiveHundreds: upstream.breaker.on_5xx,
   };
 }
 
 /**
- * Forwards the request and streams the answer back; neither body is ever buffered whole.
- * A connect failure of a bodiless idempotent request is retried on another target, within the
- * route's retries and total timeout. Each attempt's outcome feeds its target's breaker.
+ * Forwards the request and streams the answer back. The route's timeout bounds the whole exchange up
+ * to the answer's head, including the wait for a pool connection and the client's body; a small body
+ * is read whole first, so a slow writer holds no upstream connection. A connect failure of a bodiless
+ * idempotent request is retried on another target. Each attempt settles its target's breaker once:
+ * failure only for the upstream's own faults.
  */
 export async function proxy(ctx: RequestContext): Promise<void> {
   if (ctx.reply.kind !== 'http') throw new Error('proxy step reached with an upgrade request');
   const res = ctx.reply.res;
   const route = ctx.route!.route;
+  const { listen } = ctx.runtime.config;
   const { path, headers, timeoutMs, countFiveHundreds } = upstreamRequest(ctx);
   const method = ctx.req.method ?? 'GET';
-  const counter = hasBody(ctx.req) ? new BodyCounter(route.max_body_bytes) : null;
-  // Errors of the client's side of the body pipe surface through the upstream request below.
-  if (counter) ctx.req.pipe(counter);
-  // A streamed body cannot be replayed, so only bodiless requests get another attempt.
-  let retriesLeft = counter === null && IDEMPOTENT.has(method) ? route.retries : 0;
-  const deadline = Date.now() + timeoutMs;
-  // undici checks headersTimeout on a coarse clock (a 1 s timeout answered 504 after 1.5 s): this
-  // timer is exact. It aborts the attempt under way; headersTimeout stays as a backstop.
+  // undici checks its own timeouts on a coarse clock (a 1 s timeout answered 504 after 1.5 s): this
+  // timer is exact, and also reaches a request still queued for a connection.
   const timer = setTimeout(() => ctx.abort.abort(UPSTREAM_TIMED_OUT), timeoutMs);
-
-  let target: Target = ctx.runtime.upstreams.pick(route.upstream);
-  let upstreamResponse;
+  const deadline = Date.now() + timeoutMs;
+  let giveBackShare = () => undefined as void;
   try {
+    const body = await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout);
+    giveBackShare = await ctx.runtime.upstreams.claim(route.upstream, ctx.consumer!.id, ctx.abort.signal).catch((reason) => {
+      throw bodyFault(ctx, body instanceof BodyCounter ? body : null) ?? (reason === UPSTREAM_TIMED_OUT ? noConnectionInTime() : reason);
+    });
+    // A streamed body cannot be replayed: only bodiless or buffered requests get another attempt.
+    let retriesLeft = !(body instanceof BodyCounter) && IDEMPOTENT.has(method) ? route.retries : 0;
+    let target: Target = ctx.runtime.upstreams.pick(route.upstream);
+    let upstreamResponse;
     for (;;) {
       ctx.upstreamTarget = target.origin;
       const attemptTimer = upstreamDurationBy(route.upstream).startTimer();
+      let dispatched = false;
       try {
-        upstreamResponse = await target.pool.request({
-          method: method as 'GET',
-          path,
-          headers,
-          body: counter,
-          headersTimeout: Math.max(1, deadline - Date.now()),
-          bodyTimeout: timeoutMs,
-          signal: ctx.abort.signal,
-        });
+        upstreamResponse = await untilAborted(
+          target.dispatcher.request({
+            method: method as 'GET',
+            path,
+            headers,
+            body,
+            headersTimeout: Math.max(1, deadline - Date.now()),
+            bodyTimeout: timeoutMs,
+            signal: ctx.abort.signal,
+            onDispatch: () => (dispatched = true),
+          } as Parameters<Target['dispatcher']['request']>[0]),
+          ctx.abort.signal,
+        );
         attemptTimer();
         break;
       } catch (err) {
-        if (ctx.abort.signal.reason === UPSTREAM_TIMED_OUT) {
-          target.breaker.failure();
-          upstreamErrors.inc({ upstream: route.upstream, code: 'gateway_timeout' });
-          throw new GatewayError('gateway_timeout', { cause: err });
+        const failure = attemptFailure(ctx, err, dispatched, body);
+        if (clientWentAway(ctx.abort.signal) || failure.code === 'service_unavailable' || isClientFault(failure)) {
+          target.breaker.release(); // not the target's doing
+          throw failure;
         }
-        if (ctx.abort.signal.aborted || counter?.overLimit) {
-          target.breaker.release(); // the client's doing, not the target's
-          if (counter?.overLimit) throw payloadTooLarge(ctx);
-          if (ctx.abort.signal.reason === BODY_MALFORMED) throw malformedBody();
-          throw err;
-        }
-        const failure = mapUpstreamError(err);
-        if (failure.code === 'invalid_request') {
+        if (ctx.abort.signal.reason !== UPSTREAM_TIMED_OUT && !isKnownUpstreamFailure(err)) {
+          // Answered 502, but it may be a bug of ours rather than the upstream's: say so, eject nobody.
+          ctx.runtime.log.warn({ request_id: ctx.requestId, err: (err as Error)?.message }, 'unrecognised upstream failure');
           target.breaker.release();
           throw failure;
         }
@@ -102,21 +107,89 @@ export async function proxy(ctx: RequestContext): Promise<void> {
         target = pickAnother(ctx, target, failure);
       }
     }
+    // The timeout bounds the whole exchange: a body still arriving after the answer began is cut at it.
+    if (body instanceof BodyCounter && !ctx.req.complete) body.once('end', () => clearTimeout(timer));
+    else clearTimeout(timer);
+
+    if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
+    else target.breaker.success();
+    ctx.status = upstreamResponse.statusCode;
+    res.writeHead(upstreamResponse.statusCode, {
+      ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId),
+      ...ctx.responseHeaders,
+    });
+    const failure = await relay(upstreamResponse.body, res, listen.send_timeout);
+    if (failure && !ctx.abort.signal.aborted) {
+      ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
+    }
   } finally {
     clearTimeout(timer);
+    giveBackShare();
   }
+}
 
-  if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
-  else target.breaker.success();
-  ctx.status = upstreamResponse.statusCode;
-  res.writeHead(upstreamResponse.statusCode, {
-    ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId),
-    ...ctx.responseHeaders,
+/**
+ * What one failed attempt means. The client's faults (a body too large, malformed, or too slow; a
+ * request undici refuses) are 4xx; a timeout before the pool gave the request a connection is our
+ * saturation (503); the rest is the upstream's (502/504). The caller tells a client gone by the signal.
+ */
+function attemptFailure(ctx: RequestContext, err: unknown, dispatched: boolean, body: Buffer | BodyCounter | null): GatewayError {
+  const reason: unknown = ctx.abort.signal.reason;
+  const clientFault = bodyFault(ctx, body instanceof BodyCounter ? body : null);
+  if (clientFault) return clientFault;
+  if (reason === UPSTREAM_TIMED_OUT && !dispatched) return noConnectionInTime();
+  if (reason === UPSTREAM_TIMED_OUT) return new GatewayError('gateway_timeout', { cause: err });
+  return mapUpstreamError(err);
+}
+
+/** The client's fault in sending its body, if it is one: too large (413), malformed (400), too slow (408). */
+function bodyFault(ctx: RequestContext, counter: BodyCounter | null): GatewayError | undefined {
+  const reason: unknown = ctx.abort.signal.reason;
+  if (counter?.overLimit) return payloadTooLarge(ctx);
+  if (reason === BODY_MALFORMED) return malformedBody();
+  // The route's timeout passing while the body is still arriving is the client's fault too.
+  if (reason === BODY_STALLED || (reason === UPSTREAM_TIMED_OUT && counter && !ctx.req.complete)) return requestTimeout();
+  return undefined;
+}
+
+/**
+ * The body to send: null for none; a Buffer when it is declared small (read whole first, under the
+ * route's timeout and body_timeout); else the client's stream, counted and watched for stalls.
+ */
+async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeoutMs: number): Promise<Buffer | BodyCounter | null> {
+  if (!hasBody(ctx.req)) return null;
+  const counter = new BodyCounter(ctx.route!.route.max_body_bytes);
+  // The client's pauses count, not the upstream's: a body waiting for the upstream to take it is not stalled.
+  const unwatch = watchForStall({
+    stalled: (now) => !ctx.req.complete && !counter.backedUp && now - counter.lastChunkAt >= bodyTimeoutMs,
+    onStall: () => ctx.abort.abort(BODY_STALLED),
   });
-  const failure = await relay(upstreamResponse.body, res);
-  if (failure && !ctx.abort.signal.aborted) {
-    ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
+  counter.once('end', unwatch).once('close', unwatch);
+  ctx.req.pipe(counter); // errors of the client's side surface through the upstream request
+  const declared = Number(ctx.req.headers['content-length']);
+  if (!(declared <= bufferBytes)) return counter;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of untilAbortedIterable(counter, ctx.abort.signal)) chunks.push(chunk as Buffer);
+  } catch (err) {
+    throw bodyFault(ctx, counter) ?? err; // else the client went away: nobody to answer
   }
+  return Buffer.concat(chunks);
+}
+
+/** The route's timeout passed before the request got a connection: our capacity, not the upstream's speed. */
+function noConnectionInTime(): GatewayError {
+  return new GatewayError('service_unavailable', {
+    message: 'No connection to the upstream service became free in time. Please try again shortly.',
+    headers: { 'retry-after': '1' },
+  });
+}
+
+function requestTimeout(): GatewayError {
+  return new GatewayError('request_timeout', {
+    message: 'The request body did not arrive in time.',
+    headers: { connection: 'close' },
+  });
 }
 
 function malformedBody(): GatewayError {
@@ -133,18 +206,61 @@ function pickAnother(ctx: RequestContext, failed: Target, failure: GatewayError)
 }
 
 /**
+ * `promise`, or a rejection as soon as `signal` aborts. undici leaves an aborted request in the pool's
+ * queue, its promise unsettled, until a connection frees up; the caller must not wait for that.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  }).catch((err) => {
+    // A late answer to an abandoned request: free its connection.
+    void promise.then((late) => (late as { body?: Readable }).body?.destroy(), () => undefined);
+    throw err;
+  });
+}
+
+/** Reads `stream` until it ends, or fails as soon as `signal` aborts. */
+async function* untilAbortedIterable(stream: Readable, signal: AbortSignal): AsyncGenerator<unknown> {
+  const onAbort = () => stream.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  if (signal.aborted) onAbort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    yield* stream;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
  * Streams the upstream body to the client. Plain pipe() plus two listeners: stream.pipeline()'s
  * bookkeeping cost a third of the gateway's throughput on small responses (measured, see README).
  * Resolves with the upstream's error if its body failed; the client connection is then cut, the only
- * honest signal once headers are sent. A client that goes away stops the upstream body too.
+ * honest signal once headers are sent. A client that goes away, or stops reading for `sendTimeoutMs`
+ * (listen.send_timeout), is cut and stops the upstream body too, which frees its connection.
  */
-function relay(body: Readable, res: ServerResponse): Promise<Error | undefined> {
+function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number): Promise<Error | undefined> {
   return new Promise((resolve) => {
+    const socket = res.socket;
+    const unwatch = socket ? watchForStall({ stalled: sendStall(socket, sendTimeoutMs), onStall: () => res.destroy() }) : () => undefined;
     body.once('error', (err) => {
+      unwatch();
       res.destroy();
       resolve(err);
     });
     res.once('close', () => {
+      unwatch();
       if (!res.writableFinished) body.destroy();
       resolve(undefined);
     });

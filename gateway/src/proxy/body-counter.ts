@@ -11,12 +11,20 @@ export class BodyTooLargeError extends Error {
 export class BodyCounter extends Transform {
   bytes = 0;
   overLimit = false;
+  /** Date.now() of the last chunk from the client (listen.body_timeout). */
+  lastChunkAt = Date.now();
 
   constructor(private readonly limit: number) {
     super();
   }
 
+  /** Whether it holds data the upstream has not taken yet: a pause that is the upstream's, not the client's. */
+  get backedUp(): boolean {
+    return this.readableLength >= this.readableHighWaterMark || this.writableLength > 0;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.lastChunkAt = Date.now();
     this.bytes += chunk.length;
     if (this.bytes > this.limit) {
       this.overLimit = true;

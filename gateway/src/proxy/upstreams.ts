@@ -1,33 +1,63 @@
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Upstream } from '../config/schema';
 import { GatewayError } from '../errors/envelope';
 import { Breaker } from './breaker';
+import { watchDispatch } from './dispatch-watch';
+
+/** `fn`, callable once; later calls do nothing. */
+function once(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
+}
 
 export interface Target {
   readonly upstream: string;
   readonly origin: string;
   readonly pool: Pool;
+  /** The pool, telling each request when it leaves the queue (dispatch-watch.ts). */
+  readonly dispatcher: Dispatcher;
   readonly breaker: Breaker;
 }
 
-/** One keep-alive undici Pool per upstream target, picked round-robin among targets whose breaker lets traffic through. */
+interface Entry {
+  targets: Target[];
+  next: number;
+  /** Connections one key may hold across the upstream's targets. */
+  perKey: number;
+  /** Per key id: exchanges in flight, and requests waiting for one of them to end. */
+  shares: Map<string, Share>;
+}
+
+interface Share {
+  held: number;
+  waiting: Array<() => void>;
+}
+
+/**
+ * One keep-alive undici Pool per upstream target, picked round-robin among targets whose breaker
+ * lets traffic through; and a per-key share of each upstream, so one key's misbehaving clients (slow
+ * readers, slow writers) cannot hold every connection other keys need.
+ */
 export class Upstreams {
-  private readonly byName = new Map<string, { targets: Target[]; next: number }>();
+  private readonly byName = new Map<string, Entry>();
 
   constructor(upstreams: Readonly<Record<string, Upstream>>) {
     for (const [name, upstream] of Object.entries(upstreams)) {
-      const targets = upstream.targets.map((origin) => ({
-        upstream: name,
-        origin,
-        pool: new Pool(origin, {
+      const targets = upstream.targets.map((origin) => {
+        const pool = new Pool(origin, {
           connections: upstream.connections,
           // The per-request timeouts come from the route; these bound connection set-up.
           connectTimeout: Math.min(upstream.timeout_ms, 10_000),
           keepAliveTimeout: 4_000,
-        }),
-        breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown),
-      }));
-      this.byName.set(name, { targets, next: 0 });
+        });
+        return { upstream: name, origin, pool, dispatcher: pool.compose(watchDispatch), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
+      });
+      const perKey = upstream.max_connections_per_key ?? Math.ceil(upstream.connections / 2);
+      this.byName.set(name, { targets, next: 0, perKey, shares: new Map() });
     }
   }
 
@@ -36,8 +66,7 @@ export class Upstreams {
    * exists. When every target is ejected: 503 at once, with Retry-After until the first half-opens.
    */
   pick(name: string, exclude?: Target): Target {
-    const entry = this.byName.get(name);
-    if (!entry) throw new Error(`no upstream named ${name}`); // config validation makes this a bug
+    const entry = this.entry(name);
     const count = entry.targets.length;
     for (let i = 0; i < count; i++) {
       const target = entry.targets[(entry.next + i) % count];
@@ -53,6 +82,52 @@ export class Upstreams {
       message: 'No healthy upstream target is available. Please try again later.',
       headers: { 'retry-after': String(retryAfter) },
     });
+  }
+
+  /**
+   * Takes one of `key`'s share of the upstream's connections for an exchange; the returned function
+   * gives it back. Past its share a key's request waits for one of the key's own exchanges to end
+   * (first come, first served), never for another key's: one key's slow clients cannot take the
+   * connections others need, and a burst of one key is served in turn. Rejects with the signal's
+   * reason if it aborts first (the route's timeout, or the client gone).
+   */
+  async claim(name: string, key: string, signal: AbortSignal): Promise<() => void> {
+    const entry = this.entry(name);
+    let share = entry.shares.get(key);
+    if (!share) entry.shares.set(key, (share = { held: 0, waiting: [] }));
+    const release = () => this.release(entry, key, share);
+    if (share.held < entry.perKey) {
+      share.held++;
+      return once(release);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const waiter = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        share.waiting.splice(share.waiting.indexOf(waiter), 1);
+        reject(signal.reason);
+      };
+      if (signal.aborted) return reject(signal.reason);
+      share.waiting.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return once(release); // the slot was handed over: `held` did not change
+  }
+
+  /** An exchange ended: its slot goes to the key's next waiting request, or is freed. */
+  private release(entry: Entry, key: string, share: Share): void {
+    const next = share.waiting.shift();
+    if (next) return next();
+    share.held--;
+    if (share.held === 0) entry.shares.delete(key);
+  }
+
+  private entry(name: string): Entry {
+    const entry = this.byName.get(name);
+    if (!entry) throw new Error(`no upstream named ${name}`); // config validation makes this a bug
+    return entry;
   }
 
   /** Every target, for health metrics. */

@@ -35,6 +35,8 @@ export interface TestUpstream {
   listen(): Promise<void>;
   /** TCP connections open on the server right now (keep-alive, in flight and upgraded) */
   openSockets(): number;
+  /** Responses under way right now: requests whose answer has neither finished nor been cut off. */
+  activeResponses(): number;
   /** closes the server, all sockets and websockets */
   close(): Promise<void>;
 }
@@ -60,7 +62,10 @@ export async function startUpstream(): Promise<TestUpstream> {
   });
 
   let fault: UpstreamFault | null = null;
+  const active = new Set<http.ServerResponse>();
   server.on('request', (req, res) => {
+    active.add(res);
+    res.once('close', () => active.delete(res));
     handle(req, res, port, requests, fault).catch((err) => {
       // e.g. status?code=42 (writeHead throws): answer 500 rather than crash the test process
       if (!res.headersSent) json(res, 500, { error: String(err) });
@@ -111,6 +116,7 @@ export async function startUpstream(): Promise<TestUpstream> {
       }),
     listen: () => listen(port),
     openSockets: () => sockets.size,
+    activeResponses: () => active.size,
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const client of wss.clients) client.terminate();

@@ -61,7 +61,16 @@ describe('good fixtures', () => {
 
   test('defaults are applied', () => {
     const expected: Config = {
-      listen: { host: '0.0.0.0', port: 8080, max_header_bytes: 16384, max_in_flight: 0, headers_timeout: 20_000 },
+      listen: {
+        host: '0.0.0.0',
+        port: 8080,
+        max_header_bytes: 16384,
+        max_in_flight: 0,
+        headers_timeout: 20_000,
+        body_timeout: 10_000,
+        send_timeout: 8_000,
+        request_buffer_bytes: 65_536,
+      },
       admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000 },
       store: { timeout_ms: 100, max_wait_ms: 2000, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
