@@ -7,8 +7,8 @@ import { upstreamErrors } from '../metrics/registry';
 import type { Breaker } from '../proxy/breaker';
 import { clientResponseHeaders } from '../proxy/headers';
 import { rawResponseHead } from '../proxy/raw-response';
-import type { RequestContext } from './context';
-import { upstreamRequest } from './proxy';
+import { UPSTREAM_TIMED_OUT, type RequestContext } from './context';
+import { noConnectionInTime, upstreamRequest } from './proxy';
 
 const PROTOCOL = 'websocket';
 
@@ -33,6 +33,9 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   // pick() may have handed out a half-open breaker's one trial: it must end in exactly one verdict.
   // The first verdict given stands; leaving without one (client gone, a bug) releases the trial.
   const settle = firstVerdict(target.breaker);
+  // The route's timeout reaches an upgrade still queued for a connection too (undici's does not).
+  const timer = setTimeout(() => ctx.abort.abort(UPSTREAM_TIMED_OUT), timeoutMs);
+  const progress = { dispatched: false };
   try {
     let answer: UpgradeAnswer;
     try {
@@ -40,8 +43,15 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
         target.pool,
         { method: 'GET', path, headers, upgrade: PROTOCOL, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
         ctx.abort.signal,
+        progress,
       );
     } catch (err) {
+      if (ctx.abort.signal.reason === UPSTREAM_TIMED_OUT) {
+        if (!progress.dispatched) throw noConnectionInTime(); // our capacity, not the target's speed
+        settle('failure');
+        upstreamErrors.inc({ upstream: ctx.route!.route.upstream, code: 'gateway_timeout' });
+        throw new GatewayError('gateway_timeout', { cause: err });
+      }
       if (ctx.abort.signal.aborted) throw err; // the client's doing, not the target's
       const failure = mapUpstreamError(err);
       // undici refusing the client's request, or our pool closed by a reload: not the target's doing.
@@ -81,6 +91,7 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
     }
   } finally {
+    clearTimeout(timer);
     settle('release');
   }
 }
@@ -97,11 +108,11 @@ function firstVerdict(breaker: Breaker): (verdict: 'success' | 'failure' | 'rele
 
 /**
  * Sends the upgrade request with dispatch() rather than upgrade(), which throws away any answer but
- * a 101. Resolves with the upstream's socket once it switched protocols, or with its status, headers
+ * a 101; `progress.dispatched` tells whether it left the pool's queue. Resolves with the upstream's socket once it switched protocols, or with its status, headers
  * and a streamed body when it declined. Rejects on transport failures, and when `signal` aborts
  * before the answer; an abort after it stops the body.
  */
-function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<UpgradeAnswer> {
+function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal: AbortSignal, progress: { dispatched: boolean }): Promise<UpgradeAnswer> {
   return new Promise((resolve, reject) => {
     // Set once undici starts the request on a connection; until then it waits in the pool's queue.
     let controller: Dispatcher.DispatchController | undefined;
@@ -118,6 +129,7 @@ function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal
     pool.dispatch(options, {
       onRequestStart(started) {
         controller = started;
+        progress.dispatched = true;
         if (signal.aborted) started.abort(new undiciErrors.RequestAbortedError());
       },
       onRequestUpgrade(_controller, _status, headers, socket) {

@@ -178,7 +178,7 @@ async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeout
 }
 
 /** The route's timeout passed before the request got a connection: our capacity, not the upstream's speed. */
-function noConnectionInTime(): GatewayError {
+export function noConnectionInTime(): GatewayError {
   return new GatewayError('service_unavailable', {
     message: 'No connection to the upstream service became free in time. Please try again shortly.',
     headers: { 'retry-after': '1' },

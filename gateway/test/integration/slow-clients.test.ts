@@ -322,4 +322,22 @@ describe('waiting for a pool connection', () => {
     expect(tiny.requests.filter((r) => r.url.startsWith('/tiny/ok'))).toHaveLength(0);
     expect((await send(`${gateway.url}/tiny/ok`, { headers: { 'x-api-key': OTHER } })).status).toBe(200);
   });
+
+  it('so is a WebSocket upgrade waiting for one', async () => {
+    const holder = send(`${gateway.url}/tiny/patient/slow?ms=3000`, { headers: { 'x-api-key': BAD } });
+    await sleep(200);
+    const started = Date.now();
+    const socket = await connect(
+      `GET /tiny/ws HTTP/1.1\r\nhost: sluice.test\r\nx-api-key: ${OTHER}\r\nconnection: Upgrade\r\nupgrade: websocket\r\n` +
+        `sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    );
+    const { text } = await readAll(socket, 5000);
+    const tookMs = Date.now() - started;
+    socket.destroy();
+    const res = parseRawResponse(text);
+    console.log(`upgrade queued for the only connection, route timeout 1 s: ${res.status} after ${tookMs} ms`);
+    expectEnvelope({ status: res.status, headers: res.headers, body: res.body }, 503, 'service_unavailable');
+    expect(tookMs).toBeLessThan(2000);
+    expect((await holder).status).toBe(200);
+  });
 });
