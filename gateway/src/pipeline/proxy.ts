@@ -58,12 +58,16 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   // timer is exact, and also reaches a request still queued for a connection.
   const timer = setTimeout(() => ctx.abort.abort(UPSTREAM_TIMED_OUT), timeoutMs);
   const deadline = Date.now() + timeoutMs;
-  let giveBackShare = () => undefined as void;
+  let giveBackShare: () => void = () => {};
   try {
     const body = await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout);
-    giveBackShare = await ctx.runtime.upstreams.claim(route.upstream, ctx.consumer!.id, ctx.abort.signal).catch((reason) => {
-      throw bodyFault(ctx, body instanceof BodyCounter ? body : null) ?? (reason === UPSTREAM_TIMED_OUT ? noConnectionInTime() : reason);
-    });
+    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer!.id, ctx.abort.signal);
+    giveBackShare =
+      typeof claimed === 'function'
+        ? claimed
+        : await claimed.catch((reason) => {
+            throw bodyFault(ctx, body instanceof BodyCounter ? body : null) ?? (reason === UPSTREAM_TIMED_OUT ? noConnectionInTime() : reason);
+          });
     // A streamed body cannot be replayed: only bodiless or buffered requests get another attempt.
     let retriesLeft = !(body instanceof BodyCounter) && IDEMPOTENT.has(method) ? route.retries : 0;
     let target: Target = ctx.runtime.upstreams.pick(route.upstream);
@@ -83,7 +87,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
             bodyTimeout: timeoutMs,
             signal: ctx.abort.signal,
             onDispatch: () => (dispatched = true),
-          } as Parameters<Target['dispatcher']['request']>[0]),
+          }),
           ctx.abort.signal,
         );
         attemptTimer();

@@ -1,8 +1,8 @@
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import type { Upstream } from '../config/schema';
 import { GatewayError } from '../errors/envelope';
 import { Breaker } from './breaker';
-import { watchDispatch } from './dispatch-watch';
+import { watchDispatch, type WatchedDispatcher } from './dispatch-watch';
 
 /** `fn`, callable once; later calls do nothing. */
 function once(fn: () => void): () => void {
@@ -19,7 +19,7 @@ export interface Target {
   readonly origin: string;
   readonly pool: Pool;
   /** The pool, telling each request when it leaves the queue (dispatch-watch.ts). */
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: WatchedDispatcher;
   readonly breaker: Breaker;
 }
 
@@ -54,7 +54,7 @@ export class Upstreams {
           connectTimeout: Math.min(upstream.timeout_ms, 10_000),
           keepAliveTimeout: 4_000,
         });
-        return { upstream: name, origin, pool, dispatcher: pool.compose(watchDispatch), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
+        return { upstream: name, origin, pool, dispatcher: watchDispatch(pool), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
       });
       const perKey = upstream.max_connections_per_key ?? Math.ceil(upstream.connections / 2);
       this.byName.set(name, { targets, next: 0, perKey, shares: new Map() });
@@ -88,10 +88,11 @@ export class Upstreams {
    * Takes one of `key`'s share of the upstream's connections for an exchange; the returned function
    * gives it back. Past its share a key's request waits for one of the key's own exchanges to end
    * (first come, first served), never for another key's: one key's slow clients cannot take the
-   * connections others need, and a burst of one key is served in turn. Rejects with the signal's
-   * reason if it aborts first (the route's timeout, or the client gone).
+   * connections others need, and a burst of one key is served in turn. While the key is within its
+   * share (nearly always) the answer is immediate; a wait rejects with the signal's reason if it
+   * aborts first (the route's timeout, or the client gone).
    */
-  async claim(name: string, key: string, signal: AbortSignal): Promise<() => void> {
+  claim(name: string, key: string, signal: AbortSignal): (() => void) | Promise<() => void> {
     const entry = this.entry(name);
     let share = entry.shares.get(key);
     if (!share) entry.shares.set(key, (share = { held: 0, waiting: [] }));
@@ -100,10 +101,10 @@ export class Upstreams {
       share.held++;
       return once(release);
     }
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<() => void>((resolve, reject) => {
       const waiter = () => {
         signal.removeEventListener('abort', onAbort);
-        resolve();
+        resolve(once(release)); // the slot was handed over: `held` did not change
       };
       const onAbort = () => {
         share.waiting.splice(share.waiting.indexOf(waiter), 1);
@@ -113,7 +114,6 @@ export class Upstreams {
       share.waiting.push(waiter);
       signal.addEventListener('abort', onAbort, { once: true });
     });
-    return once(release); // the slot was handed over: `held` did not change
   }
 
   /** An exchange ended: its slot goes to the key's next waiting request, or is freed. */
