@@ -8,7 +8,7 @@ import { backupHeader, parseBackup } from './admin/backup';
 import { KeyService, type KeyWithSecret } from './admin/key-service';
 import { formatWindow } from './config/duration';
 import { startGateway } from './main';
-import { connectKeyStore, openRedisKeyStore } from './store/open';
+import { connectKeyStore, openRedisKeyStore } from './backends';
 import { createLogger } from './log';
 
 /** Loads and validates a config, or prints every problem with its path and exits 1. */

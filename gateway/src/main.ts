@@ -8,16 +8,16 @@ import type { Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
 import { configReloads, registry, setBreakerSource } from './metrics/registry';
 import { createLogger } from './log';
-import { TrustedProxies } from './proxy/client-address';
+import { TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
 import { GatewayServer } from './server';
-import { StoreHealth, type StoreState } from './store/health';
-import { KeyCache } from './store/key-cache';
-import { connectKeyStore, openBackends, type Backends } from './store/open';
+import { StoreHealth, type StoreState } from './keys/health';
+import { KeyCache } from './keys/cache';
+import { connectKeyStore, openBackends, type Backends } from './backends';
 import { RateLimitPlan } from './ratelimit/plan';
-import { KeyExistsError, type KeyStore } from './store/types';
+import { KeyExistsError, type KeyStore } from './keys/types';
 
 export interface RunningGateway {
   readonly port: number;

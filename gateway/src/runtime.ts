@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/schema';
 import type { RouteTable } from './routing/route-table';
-import type { TrustedProxies } from './proxy/client-address';
+import type { TrustedProxies } from './http/client-address';
 import type { Upstreams } from './proxy/upstreams';
-import type { KeyCache } from './store/key-cache';
-import type { Limiter } from './store/limiter';
+import type { KeyCache } from './keys/cache';
+import type { Limiter } from './ratelimit/limiter';
 import type { RateLimitPlan } from './ratelimit/plan';
 import type { FailedKeyGuard } from './ratelimit/failed-key-guard';
 

@@ -91,8 +91,8 @@ export const fmtCommands = (map) =>
  * Returns the file of plaintext keys (one per line, for the load tool) and the key ids.
  */
 export async function seedKeys(redis, { count, tier, concurrency = 2000 }) {
-  const { RedisKeyStore } = require(path.join(ROOT, 'dist/store/redis/key-store.js'));
-  const { newRecord } = require(path.join(ROOT, 'dist/store/keys.js'));
+  const { RedisKeyStore } = require(path.join(ROOT, 'dist/keys/redis-store.js'));
+  const { newRecord } = require(path.join(ROOT, 'dist/keys/records.js'));
   const client = new Redis({ host: '127.0.0.1', port: redis.port, enableAutoPipelining: true, maxRetriesPerRequest: 1 });
   const store = new RedisKeyStore(client, redis.prefix);
   const secrets = new Array(count);

@@ -1,6 +1,6 @@
 import { Agent, request } from 'undici';
 import type { Config } from '../config/schema';
-import type { PublicKey } from '../store/types';
+import type { PublicKey } from '../keys/types';
 import type { KeyList, KeyWithSecret } from './key-service';
 
 // The CLI's way to the embedded store: its keys live inside the running gateway, so the CLI asks that

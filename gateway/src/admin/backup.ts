@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { KEY_ID_PATTERN } from '../store/keys';
-import type { ApiKeyRecord } from '../store/types';
+import { KEY_ID_PATTERN } from '../keys/records';
+import type { ApiKeyRecord } from '../keys/types';
 
 // `sluice keys export|import`: JSON lines, a header line, then one key record per line with its
 // secret hashes (never a plaintext key), so a lost or emptied key store can be restored.

@@ -3,11 +3,11 @@ import { formatWindow } from '../config/duration';
 import type { Config } from '../config/schema';
 import { GatewayError } from '../errors/envelope';
 import { tierWindows } from '../ratelimit/plan';
-import type { KeyEvents } from '../store/key-events';
-import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../store/keys';
-import type { Limiter } from '../store/limiter';
-import { LimiterUnavailableError } from '../store/resilient-limiter';
-import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../store/types';
+import type { KeyEvents } from '../keys/events';
+import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../keys/records';
+import type { Limiter } from '../ratelimit/limiter';
+import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
+import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../keys/types';
 import { createKeyInput, listKeysQuery, parseInput, rotateKeyInput, updateKeyInput, type UpdateKeyInput } from './validation';
 
 // The key lifecycle, one implementation for the admin API and the CLI: validate, store, announce the

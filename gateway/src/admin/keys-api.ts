@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { asGatewayError, GatewayError } from '../errors/envelope';
-import { StoreUnavailableError } from '../store/types';
+import { StoreUnavailableError } from '../redis/errors';
 import type { KeyService } from './key-service';
 import { invalidParameters } from './validation';
 

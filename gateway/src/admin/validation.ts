@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { GatewayError } from '../errors/envelope';
-import { IMPORTED_KEY_PATTERN, KEY_ID_PATTERN } from '../store/keys';
+import { IMPORTED_KEY_PATTERN, KEY_ID_PATTERN } from '../keys/records';
 
 // The shapes the key API accepts (zod), and how the first problem becomes a 400 invalid_parameters
 // with `details.field` and `details.requirement`. Each error text is the requirement, worded to follow

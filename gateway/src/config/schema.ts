@@ -188,7 +188,7 @@ const redisSchema = z
 const storeSchema = z
   .strictObject({
     redis: redisSchema.optional(), // absent = embedded in-memory store
-    // Redis answering nothing for this long is an outage: the failure policy decides (deadline.ts).
+    // Redis answering nothing for this long is an outage: the failure policy decides (redis/deadline.ts).
     timeout_ms: integer(1).default(100),
     // How long a request waits for a late answer while Redis is still answering (then 503, never a local decision).
     max_wait_ms: integer(1).default(2000),

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors/envelope';
-import { isUsable } from '../store/keys';
-import { StoreUnavailableError } from '../store/types';
+import { isUsable } from '../keys/records';
+import { StoreUnavailableError } from '../redis/errors';
 import type { RequestContext } from './context';
 
 /**

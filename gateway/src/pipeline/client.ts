@@ -1,4 +1,4 @@
-import { resolveClientAddress } from '../proxy/client-address';
+import { resolveClientAddress } from '../http/client-address';
 import type { RequestContext } from './context';
 
 /** Who is really calling: the socket peer, or what a trusted proxy says it forwarded. */

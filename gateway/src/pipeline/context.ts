@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { GatewayError } from '../errors/envelope';
 import type { CompiledRoute } from '../routing/route-table';
 import type { Runtime } from '../runtime';
-import type { ApiKeyRecord } from '../store/types';
+import type { ApiKeyRecord } from '../keys/types';
 
 /** Where the answer goes: a normal response, or the raw socket of a WebSocket upgrade. */
 export type Reply =

@@ -6,7 +6,7 @@ import { isClientFault, mapUpstreamError } from '../errors/upstream';
 import { upstreamErrors } from '../metrics/registry';
 import type { Breaker } from '../proxy/breaker';
 import { clientResponseHeaders } from '../proxy/headers';
-import { rawResponseHead } from '../proxy/raw-response';
+import { rawResponseHead } from '../http/raw-response';
 import { UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 import { noConnectionInTime, upstreamRequest } from './proxy';
 

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
-import { plainAddress } from '../proxy/client-address';
+import { plainAddress } from '../http/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import { sendStall, watchForStall } from '../proxy/stall-watchdog';
 import type { Target } from '../proxy/upstreams';

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors/envelope';
 import { rateLimitDecisionsBy } from '../metrics/registry';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
-import { LimiterUnavailableError } from '../store/resilient-limiter';
+import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import type { RequestContext } from './context';
 
 /**

@@ -1,6 +1,6 @@
 import { envelopeResponse, type GatewayError } from '../errors/envelope';
-import { lingerOnClose } from '../proxy/lingering-close';
-import { endSocketWithEnvelope } from '../proxy/raw-response';
+import { lingerOnClose } from '../http/lingering-close';
+import { endSocketWithEnvelope } from '../http/raw-response';
 import type { RequestContext } from './context';
 
 /**

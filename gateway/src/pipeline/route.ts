@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors/envelope';
-import { normaliseTarget } from '../routing/path';
+import { normaliseTarget } from '../http/paths';
 import type { RequestContext } from './context';
 import { isPreflight } from './cors';
 

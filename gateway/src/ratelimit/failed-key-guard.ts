@@ -3,7 +3,7 @@ import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limite
 import type { Config } from '../config/schema';
 import { GatewayError } from '../errors/envelope';
 import { failedKeyBlocks } from '../metrics/registry';
-import type { RedisClient } from '../store/redis/client';
+import type { RedisClient } from '../redis/client';
 
 type Settings = Config['rate_limiting']['failed_keys'];
 

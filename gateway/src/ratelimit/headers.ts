@@ -1,6 +1,6 @@
 import { formatWindow } from '../config/duration';
 import { GatewayError } from '../errors/envelope';
-import type { LimitDecision, WindowState } from '../store/limiter';
+import type { LimitDecision, WindowState } from './limiter';
 
 /**
  * The window the headers describe: on success the one with the fewest requests remaining; on a

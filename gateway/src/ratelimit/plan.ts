@@ -1,5 +1,5 @@
 import type { Config, Tier } from '../config/schema';
-import type { WindowSpec } from '../store/limiter';
+import type { WindowSpec } from './limiter';
 
 /** A tier's own windows, counted per key across all routes (usage reports read the same counters). */
 export function tierWindows(tier: Tier): WindowSpec[] {

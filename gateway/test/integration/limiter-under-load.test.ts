@@ -2,10 +2,10 @@ import Redis from 'ioredis';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/loader';
 import { createLogger } from '../../src/log';
-import { KeyCache } from '../../src/store/key-cache';
-import { hashSecret } from '../../src/store/keys';
-import { connectKeyStore, openBackends, type Backends } from '../../src/store/open';
-import { LimiterUnavailableError } from '../../src/store/resilient-limiter';
+import { KeyCache } from '../../src/keys/cache';
+import { hashSecret } from '../../src/keys/records';
+import { connectKeyStore, openBackends, type Backends } from '../../src/backends';
+import { LimiterUnavailableError } from '../../src/ratelimit/resilient-limiter';
 import { baseConfig } from '../support/gateway';
 import { startRedis, type TestRedis } from '../support/redis';
 

@@ -1,8 +1,8 @@
 import Redis from 'ioredis';
-import { MemoryLimiter } from '../../src/store/memory/limiter';
-import { RedisLimiter } from '../../src/store/redis/limiter';
-import { bucketWidth } from '../../src/store/sliding-window';
-import type { LimitRequest } from '../../src/store/limiter';
+import { MemoryLimiter } from '../../src/ratelimit/memory-limiter';
+import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
+import { bucketWidth } from '../../src/ratelimit/sliding-window';
+import type { LimitRequest } from '../../src/ratelimit/limiter';
 import { maxInAnyWindow, poissonArrivals, seededRandom } from '../support/arrivals';
 import { redisCli, startRedis, type TestRedis } from '../support/redis';
 

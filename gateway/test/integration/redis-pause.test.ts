@@ -2,7 +2,7 @@ import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/loader';
 import { createLogger } from '../../src/log';
-import { connectKeyStore, openBackends } from '../../src/store/open';
+import { connectKeyStore, openBackends } from '../../src/backends';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 
 import { startRedis, type TestRedis } from '../support/redis';

@@ -1,4 +1,4 @@
-import { resolveClientAddress, TrustedProxies, plainAddress } from '../../src/proxy/client-address';
+import { resolveClientAddress, TrustedProxies, plainAddress } from '../../src/http/client-address';
 
 describe('resolveClientAddress', () => {
   const trusted = new TrustedProxies(['10.0.0.0/8', '127.0.0.1', 'fd00::/8']);

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { framingError } from '../../src/proxy/framing';
+import { framingError } from '../../src/http/framing';
 
 /** The parts of a parsed request framingError reads. */
 function request(httpVersion: string, rawHeaders: string[]): IncomingMessage {

@@ -1,7 +1,7 @@
-import { KeyCache } from '../../src/store/key-cache';
-import { hashSecret, newRecord, opensWith, rotatedRecord, toPublicKey } from '../../src/store/keys';
-import { MemoryKeyStore } from '../../src/store/memory/key-store';
-import { KeyExistsError, type ApiKeyRecord } from '../../src/store/types';
+import { KeyCache } from '../../src/keys/cache';
+import { hashSecret, newRecord, opensWith, rotatedRecord, toPublicKey } from '../../src/keys/records';
+import { MemoryKeyStore } from '../../src/keys/memory-store';
+import { KeyExistsError, type ApiKeyRecord } from '../../src/keys/types';
 
 // Rotation arithmetic, the public view of a record, the embedded store's paging and conflicts, and
 // the key cache's per-key invalidation (with the real embedded store behind it).

@@ -1,4 +1,4 @@
-import { normaliseTarget } from '../../src/routing/path';
+import { normaliseTarget } from '../../src/http/paths';
 import { GatewayError } from '../../src/errors/envelope';
 
 describe('normaliseTarget', () => {

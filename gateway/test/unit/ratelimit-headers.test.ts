@@ -1,5 +1,5 @@
 import { rateLimitExceeded, rateLimitHeaders, reportedWindow, resetTimes } from '../../src/ratelimit/headers';
-import type { LimitDecision, WindowState } from '../../src/store/limiter';
+import type { LimitDecision, WindowState } from '../../src/ratelimit/limiter';
 
 const NOW = 1_795_000_000_250; // ms, a quarter second past a whole second
 const w = (limit: number, windowMs: number, used: number, blocking: boolean, resetMs: number): WindowState => ({ limit, windowMs, used, blocking, resetMs });

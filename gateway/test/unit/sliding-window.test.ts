@@ -1,5 +1,5 @@
-import { MemoryLimiter } from '../../src/store/memory/limiter';
-import { BUCKETS_PER_WINDOW, bucketWidth } from '../../src/store/sliding-window';
+import { MemoryLimiter } from '../../src/ratelimit/memory-limiter';
+import { BUCKETS_PER_WINDOW, bucketWidth } from '../../src/ratelimit/sliding-window';
 import { countBetween, exactLogAdmissions, maxInAnyWindow, poissonArrivals, seededRandom } from '../support/arrivals';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);

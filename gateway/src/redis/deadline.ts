@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import calculateSlot from 'cluster-key-slot';
 import Redis, { Cluster } from 'ioredis';
-import { StoreBusyError, StoreUnavailableError } from '../types';
+import { StoreBusyError, StoreUnavailableError } from './errors';
 import type { RedisClient } from './client';
 
 /** Redis answered nothing for `timeout_ms` (frozen, gone, partitioned): an outage, for the failure policy. */

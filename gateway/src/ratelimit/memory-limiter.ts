@@ -1,5 +1,5 @@
-import type { LimitDecision, Limiter, LimitRequest } from '../limiter';
-import { bucketWidth, evaluateWindow, windowState, type Buckets } from '../sliding-window';
+import type { LimitDecision, Limiter, LimitRequest } from './limiter';
+import { bucketWidth, evaluateWindow, windowState, type Buckets } from './sliding-window';
 
 interface Counter {
   buckets: Buckets;

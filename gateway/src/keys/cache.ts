@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache';
 import { keyCacheLookups } from '../metrics/registry';
-import { hashSecret, opensWith } from './keys';
-import { StoreBusyError, StoreUnavailableError, type ApiKeyRecord, type KeyStore } from './types';
+import { hashSecret, opensWith } from './records';
+import { StoreBusyError, StoreUnavailableError } from '../redis/errors';
+import type { ApiKeyRecord, KeyStore } from './types';
 
 type Found = { record: ApiKeyRecord | null; cached: boolean };
 
@@ -15,7 +16,7 @@ interface Entry {
  * A small per-replica cache in front of the key store, so a hot key costs no Redis call.
  * Entries live `ttlMs`; while the store cannot answer, an expired entry is still served
  * (a known customer keeps working through a Redis outage), and an unknown key is a 503, never a 401.
- * A key changed anywhere is dropped at once through `invalidate(id)` (see key-events.ts).
+ * A key changed anywhere is dropped at once through `invalidate(id)` (see events.ts).
  */
 const STORE_RETRY_MS = 1000;
 

@@ -1,19 +1,20 @@
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema';
-import { createLogger } from '../log';
-import { FailedKeyGuard } from '../ratelimit/failed-key-guard';
-import { LocalKeyEvents, type KeyEvents } from './key-events';
-import type { Limiter } from './limiter';
-import { MemoryKeyStore } from './memory/key-store';
-import { MemoryLimiter } from './memory/limiter';
-import { createRedisClient, waitUntilReady, type RedisClient } from './redis/client';
+import type { Config } from './config/schema';
+import { createLogger } from './log';
+import { FailedKeyGuard } from './ratelimit/failed-key-guard';
+import { LocalKeyEvents, type KeyEvents } from './keys/events';
+import type { Limiter } from './ratelimit/limiter';
+import { MemoryKeyStore } from './keys/memory-store';
+import { MemoryLimiter } from './ratelimit/memory-limiter';
+import { createRedisClient, type RedisClient } from './redis/client';
+import { VARIABLE_KEY_COMMANDS } from './ratelimit/scripts';
 import { RedisDeadline } from './redis/deadline';
-import { ReplicaHeartbeat } from './redis/heartbeat';
-import { RedisKeyEvents } from './redis/key-events';
-import { RedisKeyStore } from './redis/key-store';
-import { RedisLimiter } from './redis/limiter';
-import { ResilientLimiter } from './resilient-limiter';
-import type { KeyStore } from './types';
+import { ReplicaHeartbeat } from './ratelimit/heartbeat';
+import { RedisKeyEvents } from './keys/redis-events';
+import { RedisKeyStore } from './keys/redis-store';
+import { RedisLimiter } from './ratelimit/redis-limiter';
+import { ResilientLimiter } from './ratelimit/resilient-limiter';
+import type { KeyStore } from './keys/types';
 
 /** Everything that keeps state: keys, rate-limit counters, failed-key counts; and how key changes spread. */
 export interface Backends {
@@ -24,11 +25,16 @@ export interface Backends {
   close(): Promise<void>;
 }
 
+/** How long Redis calls may take, and the scripts Cluster auto-pipelining must skip (ratelimit/scripts.ts). */
+function redisTimeouts(config: Config) {
+  return { timeoutMs: config.store.timeout_ms, maxWaitMs: config.store.max_wait_ms, unpipelined: VARIABLE_KEY_COMMANDS };
+}
+
 /** The Redis key store alone, and a way to announce changes to the replicas (the CLI). */
 export function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
   const redis = config.store.redis;
   if (!redis) throw new Error('no store.redis in this config');
-  const client = createRedisClient(redis, config.store.timeout_ms, config.store.max_wait_ms);
+  const client = createRedisClient(redis, redisTimeouts(config));
   // The CLI says in one line when it cannot reach Redis; ioredis would print each retry's stack too.
   client.on('error', () => undefined);
   return { store: new RedisKeyStore(client, redis.key_prefix), events: new RedisKeyEvents(client, redis, config.store.timeout_ms, createLogger('silent')) };
@@ -50,7 +56,7 @@ export function openBackends(config: Config, log: Logger): Backends {
       close: () => limiter.close(),
     };
   }
-  const client: RedisClient = createRedisClient(settings, config.store.timeout_ms, config.store.max_wait_ms);
+  const client: RedisClient = createRedisClient(settings, redisTimeouts(config));
   logConnectionErrors(client, log);
   const prefix = settings.key_prefix;
   const deadline = new RedisDeadline(client, config.store.timeout_ms, config.store.max_wait_ms);
@@ -95,10 +101,8 @@ function logConnectionErrors(client: RedisClient, log: Logger): void {
 
 /** Waits (bounded) for Redis at start-up; a gateway still starts without it and serves cached keys later. */
 export async function connectKeyStore(store: KeyStore, log: Logger, waitMs = 5000): Promise<boolean> {
-  if (!(store instanceof RedisKeyStore)) return true;
   try {
-    await waitUntilReady(store.client, waitMs);
-    await store.upgrade();
+    await store.connect(waitMs);
     return true;
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'Redis is not reachable yet; uncached keys get 503 until it is');

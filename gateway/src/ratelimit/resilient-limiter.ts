@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { rateLimitFallbackActive, rateLimitFallbackEngaged } from '../metrics/registry';
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
-import type { MemoryLimiter } from './memory/limiter';
-import { StoreBusyError, StoreUnavailableError } from './types';
+import type { MemoryLimiter } from './memory-limiter';
+import { StoreBusyError, StoreUnavailableError } from '../redis/errors';
 
 export type FailurePolicy = 'fail_open_local' | 'fail_closed';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisClient } from './client';
+import type { RedisClient } from '../redis/client';
 import { REPLICA_HEARTBEAT } from './scripts';
 
 type ScriptedClient = RedisClient & { sluiceHeartbeat(key: string, id: string, livenessMs: number): Promise<number> };

@@ -1,8 +1,9 @@
-import { timeRedis } from '../../metrics/registry';
-import { KeyExistsError, StoreUnavailableError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
-import { allSecretHashes, newRecord } from '../keys';
-import type { RedisClient } from './client';
-import { storeFailure, type RedisDeadline } from './deadline';
+import { timeRedis } from '../metrics/registry';
+import { StoreUnavailableError } from '../redis/errors';
+import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
+import { allSecretHashes, newRecord } from './records';
+import { waitUntilReady, type RedisClient } from '../redis/client';
+import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { REPLACE_RECORD } from './scripts';
 
 /*
@@ -55,7 +56,7 @@ export class RedisKeyStore implements KeyStore {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Bounds each call (see deadline.ts); undefined: ioredis' commandTimeout alone. */
+    /** Bounds each call (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
     private readonly deadline?: RedisDeadline,
   ) {
     client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });
@@ -154,8 +155,13 @@ export class RedisKeyStore implements KeyStore {
     throw new StoreUnavailableError(`Redis update of ${id} failed: too many concurrent writers`);
   }
 
+  async connect(waitMs: number): Promise<void> {
+    await waitUntilReady(this.client, waitMs);
+    await this.upgrade();
+  }
+
   /** Stores written before the key API kept ids in a plain set (`key-ids`); moves them to the index once. */
-  async upgrade(): Promise<void> {
+  private async upgrade(): Promise<void> {
     const legacy = `${this.prefix}key-ids`;
     const ids = await this.call('key_write', legacy, () => this.client.smembers(legacy));
     if (ids.length === 0) return;

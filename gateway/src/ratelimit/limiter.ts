@@ -1,5 +1,5 @@
 // What the gateway needs from a rate limiter; the Redis and the memory limiter implement it and
-// give the same decisions for the same sequence of requests (one algorithm: store/sliding-window.ts).
+// give the same decisions for the same sequence of requests (one algorithm: ratelimit/sliding-window.ts).
 
 /** One window to check and count: at most `limit` units of cost in any rolling `windowMs`. */
 export interface WindowSpec {

@@ -1,7 +1,7 @@
-import type { LimitDecision, Limiter, LimitRequest, WindowState } from '../limiter';
-import { timeRedis } from '../../metrics/registry';
-import type { RedisClient } from './client';
-import { storeFailure, type RedisDeadline } from './deadline';
+import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
+import { timeRedis } from '../metrics/registry';
+import type { RedisClient } from '../redis/client';
+import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { SLIDING_WINDOW } from './scripts';
 
 type ScriptedClient = RedisClient & {
@@ -15,7 +15,7 @@ export class RedisLimiter implements Limiter {
   constructor(
     client: RedisClient,
     private readonly prefix: string,
-    /** Bounds each call (see deadline.ts); undefined: ioredis' commandTimeout alone. */
+    /** Bounds each call (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
     private readonly deadline?: RedisDeadline,
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS

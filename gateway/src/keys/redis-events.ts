@@ -1,10 +1,10 @@
 import type Redis from 'ioredis';
 import type { Logger } from 'pino';
-import type { RedisConfig } from '../../config/schema';
-import { keyEventsSubscribed } from '../../metrics/registry';
-import type { KeyChangeListener, KeyEvents } from '../key-events';
-import { StoreUnavailableError } from '../types';
-import { createSubscriberClient, type RedisClient } from './client';
+import type { RedisConfig } from '../config/schema';
+import { keyEventsSubscribed } from '../metrics/registry';
+import type { KeyChangeListener, KeyEvents } from './events';
+import { StoreUnavailableError } from '../redis/errors';
+import { createSubscriberClient, type RedisClient } from '../redis/client';
 
 /**
  * Key changes over Redis pub/sub: `<prefix>key-events`, message = key id. Every replica subscribes on

@@ -1,11 +1,13 @@
-import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from '../types';
-import { allSecretHashes, newRecord } from '../keys';
+import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
+import { allSecretHashes, newRecord } from './records';
 
 /** The embedded store: one process, nothing shared, gone on exit. For trying sluice out and for tests. */
 export class MemoryKeyStore implements KeyStore {
   readonly kind = 'memory';
   private readonly records = new Map<string, ApiKeyRecord>();
   private readonly idBySecretHash = new Map<string, string>();
+
+  async connect(): Promise<void> {} // in this process: always there
 
   async findBySecretHash(secretHash: string): Promise<ApiKeyRecord | null> {
     const id = this.idBySecretHash.get(secretHash);

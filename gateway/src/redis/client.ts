@@ -1,20 +1,22 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
-import type { Config } from '../../config/schema';
-import { VARIABLE_KEY_COMMANDS } from './scripts';
+import { parseHostPort, type Config } from '../config/schema';
 
 export type RedisClient = Redis | Cluster;
 type RedisSettings = NonNullable<NonNullable<Config['store']['redis']>>;
 
+/** A node from the config (`host:port`, `[v6]:port`), validated there: one parser for both. */
 function hostPort(address: string): { host: string; port: number } {
-  const at = address.lastIndexOf(':');
-  return { host: address.slice(0, at), port: Number(address.slice(at + 1)) };
+  return parseHostPort(address)!;
 }
 
 /**
  * One client for any topology. No offline queue and a bounded command timeout: ioredis' defaults
  * would hold a request for over a minute while Redis is gone. Reconnects are retried about once a second.
  */
-export function createRedisClient(settings: RedisSettings, timeoutMs: number, maxWaitMs: number): RedisClient {
+export function createRedisClient(
+  settings: RedisSettings,
+  { timeoutMs, maxWaitMs, unpipelined = [] }: { timeoutMs: number; maxWaitMs: number; /** commands Cluster auto-pipelining must skip */ unpipelined?: string[] },
+): RedisClient {
   const common: RedisOptions = {
     enableOfflineQueue: false,
     // A backstop only, after RedisDeadline has judged: ioredis' own timer starts when a pipeline is
@@ -30,7 +32,7 @@ export function createRedisClient(settings: RedisSettings, timeoutMs: number, ma
     return new Cluster(settings.cluster.nodes.map(hostPort), {
       enableOfflineQueue: false,
       enableAutoPipelining: true,
-      autoPipeliningIgnoredCommands: VARIABLE_KEY_COMMANDS,
+      autoPipeliningIgnoredCommands: unpipelined,
       clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
       redisOptions: common,
     });

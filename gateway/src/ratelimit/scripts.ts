@@ -1,24 +1,8 @@
-import { BUCKETS_PER_WINDOW } from '../sliding-window';
+import { BUCKETS_PER_WINDOW } from './sliding-window';
 
-// Every Lua script sluice runs, one named constant each. They are registered with ioredis'
+// The rate limiter's Lua scripts, one named constant each. They are registered with ioredis'
 // defineCommand, so they go as EVALSHA and are re-sent only on NOSCRIPT.
 
-/**
- * Replaces a key record (a hash) and bumps its `rev` field, so read-modify-write stays atomic without
- * spanning slots. KEYS[1]: the record. ARGV[1]: the rev the caller read, or "" to write whatever is
- * there (create, restore). ARGV[2..]: field, value pairs.
- * Returns 1 written, 0 no such record (with a rev), -1 someone else wrote first (read again).
- */
-export const REPLACE_RECORD = `
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
-if ARGV[1] ~= '' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-  if tonumber(ARGV[1]) ~= rev then return -1 end
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'rev', rev + 1, unpack(ARGV, 2))
-return 1
-`;
 
 /**
  * Commands whose key count varies per call (their first argument is the count, not a key). ioredis'
@@ -28,7 +12,7 @@ return 1
 export const VARIABLE_KEY_COMMANDS = ['sluiceSlidingWindow'];
 
 /**
- * The sliding-window check of store/sliding-window.ts, for every window of a request at once, so one
+ * The sliding-window check of ratelimit/sliding-window.ts, for every window of a request at once, so one
  * round trip decides it atomically. All KEYS share the API key's hash tag (one Cluster slot).
  * KEYS[i]: hash of bucket index → units for window i.
  * ARGV[1]: cost; ARGV[2]: now in Unix ms, or "" to use Redis TIME (replicas with skewed clocks agree;

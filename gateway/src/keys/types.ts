@@ -47,7 +47,9 @@ export interface KeyPage {
 
 export interface KeyStore {
   readonly kind: 'memory' | 'redis';
-  /** The key a secret opens, or null when no key matches. Throws StoreUnavailableError when it cannot tell. */
+  /** Resolves once the store can answer (within `waitMs`, else rejects), its schema up to date. */
+  connect(waitMs: number): Promise<void>;
+  /** The key a secret opens, or null when no key matches. Throws StoreUnavailableError (redis/errors.ts) when it cannot tell. */
   findBySecretHash(secretHash: string): Promise<ApiKeyRecord | null>;
   /** Creates a key from a create request (seed keys, the demo). Returns the plaintext once. */
   create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }>;
@@ -71,25 +73,6 @@ export interface KeyStore {
   /** Whether the marker is there: false means the store lost its data (restart without data, wrong db). */
   hasMarker(): Promise<boolean>;
   close(): Promise<void>;
-}
-
-/** The store could not answer (unreachable, timed out, or lost its data): never a reason for a 401. */
-export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreUnavailableError';
-  }
-}
-
-/**
- * Redis is answering, but not this call in time (store.max_wait_ms): the replica or Redis is
- * overloaded, not away. Never a reason for a local decision; the request gets a 503.
- */
-export class StoreBusyError extends StoreUnavailableError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreBusyError';
-  }
 }
 
 export class KeyExistsError extends Error {
