@@ -1,10 +1,9 @@
-import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
 import { KeyService } from './admin/key-service';
 import { createKeysApi } from './admin/keys-api';
 import { ConfigError, loadConfigFile } from './config/loader';
-import type { Config } from './config/schema';
+import { restartOnlyChanges, type Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
 import { configReloads, registry, setBreakerSource } from './metrics/registry';
 import { createLogger } from './log';
@@ -30,14 +29,12 @@ export interface RunningGateway {
   reload(): boolean;
 }
 
-// Sections a running replica cannot swap: its listeners, its store connections, its drain timings.
-const RESTART_ONLY = ['listen', 'admin', 'store', 'lifecycle', 'failure_policy'] as const;
 
-function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: Logger): Runtime {
+function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: Logger, previous?: Runtime): Runtime {
   return {
     config,
     routes: new RouteTable(config.routes),
-    upstreams: new Upstreams(config.upstreams),
+    upstreams: new Upstreams(config.upstreams, previous?.upstreams),
     keys,
     trustedProxies: new TrustedProxies(config.trusted_proxies),
     rateLimitPlan: new RateLimitPlan(config),
@@ -111,7 +108,8 @@ export async function startGateway(
   log.info({ host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: store.kind }, 'sluice listening');
 
   // Hot reload: a new runtime (routes, upstreams, tiers, limits) for new requests; requests in flight
-  // finish on the one they started with, whose upstream pools close once they are done.
+  // finish on the one they started with. Upstreams whose settings did not change keep their pools and
+  // breakers; the others' pools close once their requests are done.
   const reload = (): boolean => {
     if (!options.configFile) return false;
     let next: Config;
@@ -123,13 +121,12 @@ export async function startGateway(
       log.error({ problems }, 'config reload refused: the running config stays');
       return false;
     }
-    const restartOnly: string[] = RESTART_ONLY.filter((section) => !isDeepStrictEqual(next[section], runtime.config[section]));
-    if (!isDeepStrictEqual(next.rate_limiting.failed_keys, runtime.config.rate_limiting.failed_keys)) restartOnly.push('rate_limiting.failed_keys');
+    const restartOnly = restartOnlyChanges(runtime.config, next);
     if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
     const previous = runtime;
-    runtime = buildRuntime(next, backends, keyCache, log);
+    runtime = buildRuntime(next, backends, keyCache, log, previous);
     log.level = next.log.level;
-    void previous.upstreams.close(next.lifecycle.grace);
+    void previous.upstreams.retire(runtime.upstreams, next.lifecycle.grace);
     configReloads.inc({ result: 'ok' });
     log.info({ routes: next.routes.length, upstreams: Object.keys(next.upstreams).length, tiers: Object.keys(next.tiers).length }, 'config reloaded');
     return true;

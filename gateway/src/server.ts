@@ -2,17 +2,14 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { GatewayError } from './errors/envelope';
+import { GatewayError, serviceUnavailable } from './errors/envelope';
 import { framingError } from './http/framing';
-import { endSocketWithEnvelope } from './http/raw-response';
 import { isLingering } from './http/lingering-close';
 import type { ErrorCode } from './errors/catalogue';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
-import { newRequestId, requestId } from './pipeline/request-id';
 import { finish } from './pipeline/finish';
-import { client } from './pipeline/client';
-import { respondError } from './pipeline/respond-error';
+import { answerNow, answerUnparsed } from './pipeline/answer';
 import { inFlight as inFlightGauge } from './metrics/registry';
 import type { Runtime } from './runtime';
 
@@ -28,8 +25,8 @@ export class GatewayServer {
   private readonly upgrades = new Set<Extract<Reply, { kind: 'upgrade' }>>();
   /** Connections whose framing was refused: what follows on them is not a request, whatever node parsed. */
   private readonly refusedConnections = new WeakSet<Duplex>();
-  /** The request each response in flight answers, for a parse error in its body (onClientError). */
-  private readonly inFlightRequests = new WeakMap<ServerResponse, RequestContext>();
+  /** The request in flight on each connection, for a parse error in its body (onClientError). */
+  private readonly inFlightOn = new WeakMap<Duplex, RequestContext>();
   private closing = false;
 
   constructor(private readonly getRuntime: () => Runtime) {
@@ -92,12 +89,11 @@ export class GatewayServer {
     const cap = ctx.runtime.config.listen.max_in_flight;
     if (cap > 0 && this.inFlight >= cap) {
       // Shedding: a fast 503 now beats a slow answer for everyone (latency collapse) later.
-      void runPipeline(ctx, [requestId, shed], finish);
-      return;
+      return answerNow(ctx, shedding(), { linger: true });
     }
     this.inFlight++;
     inFlightGauge.inc();
-    this.inFlightRequests.set(res, ctx);
+    this.inFlightOn.set(req.socket, ctx);
     // While draining, every answer tells the client not to reuse the connection.
     if (this.closing) res.shouldKeepAlive = false;
     res.once('close', () => {
@@ -106,6 +102,7 @@ export class GatewayServer {
     void runPipeline(ctx, httpSteps, (done) => {
       this.inFlight--;
       inFlightGauge.dec();
+      if (this.inFlightOn.get(req.socket) === done) this.inFlightOn.delete(req.socket);
       finish(done);
     });
   }
@@ -132,40 +129,30 @@ export class GatewayServer {
     this.refuse(this.newContext(req, { kind: 'upgrade', socket, head }), refusal);
   }
 
-  /**
-   * Answers `err` at once, without the pipeline (access log and metrics included). Synchronous on
-   * purpose: for some framings node reports a parse error right after the request event, and then
-   * the answer must already be written.
-   */
+  /** A refusal of the connection's framing: answered at once, and nothing after it on the connection is served. */
   private refuse(ctx: RequestContext, err: GatewayError): void {
     this.refusedConnections.add(ctx.req.socket);
-    requestId(ctx);
-    client(ctx);
-    ctx.error = err;
-    respondError(ctx, err, false);
-    finish(ctx);
+    answerNow(ctx, err, { linger: false });
   }
 
   /** Requests node's parser refused: answer with an envelope if the socket still can take one. */
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    const message = (socket as { _httpMessage?: ServerResponse })._httpMessage;
-    // Already answered with Connection: close (framingError): node closes the connection once it is out.
-    if (message?.writableEnded && !message.shouldKeepAlive) return;
-    const inFlight = message && this.inFlightRequests.get(message);
-    if (inFlight && err.code !== 'ECONNRESET' && !message.headersSent && !inFlight.req.complete) {
+    // Already answered with Connection: close (a refusal): node closes the connection once it is out.
+    if (this.refusedConnections.has(socket) || isLingering(socket as Socket)) return;
+    const inFlight = this.inFlightOn.get(socket);
+    if (inFlight && err.code !== 'ECONNRESET' && inFlight.reply.kind === 'http' && !inFlight.reply.res.headersSent && !inFlight.req.complete) {
       // Its own body broke (a bad chunk, cut short): the pipeline answers 400 and closes, as node would
       // answer a bare 400; the upstream request, if any, is abandoned.
       inFlight.abort.abort(BODY_MALFORMED);
       return;
     }
-    if (err.code === 'ECONNRESET' || !socket.writable || message) {
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight) {
       socket.destroy();
       return;
     }
     const code: ErrorCode =
       err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'invalid_request';
-    endSocketWithEnvelope(socket, new GatewayError(code), newRequestId());
-    this.getRuntime().log.debug({ code, parser_error: err.code }, 'refused a malformed request');
+    answerUnparsed(this.getRuntime(), socket, new GatewayError(code), err.code);
   }
 
   /** Drain, step 1: stop accepting; answers from now on close their connections. */
@@ -216,9 +203,6 @@ function lingerAfterEnd(socket: Duplex): void {
   });
 }
 
-function shed(): never {
-  throw new GatewayError('service_unavailable', {
-    message: 'The gateway is at capacity. Please try again shortly.',
-    headers: { 'retry-after': '1' },
-  });
+function shedding(): GatewayError {
+  return serviceUnavailable({ message: 'The gateway is at capacity. Please try again shortly.' });
 }

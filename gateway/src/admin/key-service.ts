@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { formatWindow } from '../config/duration';
 import type { Config } from '../config/schema';
-import { GatewayError } from '../errors/envelope';
+import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { tierWindows } from '../ratelimit/plan';
 import type { KeyEvents } from '../keys/events';
 import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../keys/records';
@@ -187,7 +187,7 @@ export class KeyService {
       decision = await this.deps.limiter.check({ subject: id, windows, cost: 0 });
     } catch (err) {
       if (!(err instanceof LimiterUnavailableError)) throw err;
-      throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+      throw serviceUnavailable({ cause: err });
     }
     return {
       id,

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { asGatewayError, GatewayError } from '../errors/envelope';
+import { asGatewayError, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { StoreUnavailableError } from '../redis/errors';
 import type { KeyService } from './key-service';
 import { invalidParameters } from './validation';
@@ -121,7 +121,7 @@ export function createKeysApi({ service, token, log }: KeysApiOptions) {
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
         log.warn({ request_id: requestId, err: err.message }, 'key API: the key store is unavailable');
-        return new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+        return serviceUnavailable({ cause: err });
       }
       const failure = asGatewayError(err, requestId);
       if (failure.code === 'internal_error') log.error({ request_id: requestId, err }, 'key API: unexpected error');

@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { envelopeResponse, GatewayError } from '../errors/envelope';
-import { registry } from '../metrics/registry';
+import { envelopeResponse, GatewayError, serviceUnavailable } from '../errors/envelope';
+import { errorsBy, registry } from '../metrics/registry';
 import { newRequestId } from '../pipeline/request-id';
 import { isKeysApiPath, type KeysApi } from './keys-api';
 
@@ -21,6 +21,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, requestId:
 }
 
 function sendError(res: ServerResponse, err: GatewayError, requestId: string): void {
+  errorsBy(err.code, String(err.status)).inc();
   const { status, headers, body } = envelopeResponse(err, requestId);
   res.writeHead(status, headers);
   res.end(body);
@@ -63,7 +64,7 @@ export function createAdminServer(readiness: Readiness, keysApi?: KeysApi): http
     } else if (path === '/readyz') {
       const reason = readiness.notReadyReason();
       if (reason === null) sendJson(res, 200, { status: 'ready' }, requestId);
-      else sendError(res, new GatewayError('service_unavailable', { details: { reason }, headers: { 'retry-after': '1' } }), requestId);
+      else sendError(res, serviceUnavailable({ details: { reason } }), requestId);
     } else {
       sendError(res, new GatewayError('route_not_found'), requestId);
     }

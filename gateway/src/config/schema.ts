@@ -1,6 +1,7 @@
 // The config file's shape (zod v4). Every object is strict, so a typo is an error, not a silent
 // default. After validation durations are integer milliseconds and sizes integer bytes, under their
 // YAML field names (`per: 1m` → `per: 60000`).
+import { isDeepStrictEqual } from 'node:util';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseByteSize, parseDuration } from './duration';
@@ -293,43 +294,82 @@ const seedKeySchema = z.strictObject({
   scopes: z.array(scope).optional(),
 });
 
+/**
+ * Marks a section a running replica cannot swap (its listeners, store connections, drain timings,
+ * what it registered at start): a reload says it takes effect on restart (restartOnlyChanges).
+ */
+function restartOnly<T extends z.ZodType>(schema: T): T {
+  return schema.meta({ restart: true });
+}
+
+/** The restart-only sections (as marked in the schema) whose values differ between two configs, as paths. */
+export function restartOnlyChanges(current: Config, next: Config): string[] {
+  const changed: string[] = [];
+  const walk = (schema: z.ZodType, a: unknown, b: unknown, path: string[]) => {
+    if (schema.meta()?.restart) {
+      if (!isDeepStrictEqual(a, b)) changed.push(path.join('.'));
+      return;
+    }
+    const object = objectInside(schema);
+    if (!object) return;
+    for (const [key, child] of Object.entries(object.shape)) {
+      walk(child as z.ZodType, (a as Record<string, unknown> | undefined)?.[key], (b as Record<string, unknown> | undefined)?.[key], [...path, key]);
+    }
+  };
+  walk(configSchema, current, next, []);
+  return changed;
+}
+
+/** The object schema under defaults and optionals, if there is one. */
+function objectInside(schema: z.ZodType): z.ZodObject | undefined {
+  let inner = schema as z.ZodType & { _zod: { def: { innerType?: z.ZodType; type: string } } };
+  while (inner._zod.def.innerType) inner = inner._zod.def.innerType as typeof inner;
+  return inner._zod.def.type === 'object' ? (inner as unknown as z.ZodObject) : undefined;
+}
+
 function nonEmptyRecord<T extends z.ZodType>(value: T, what: string) {
   return z.record(name, value).refine((r) => Object.keys(r).length > 0, { error: `at least one ${what} is required` });
 }
 
 export const configSchema = z
   .strictObject({
-    listen: listenSchema.prefault({}),
-    admin: adminSchema.prefault({}),
-    store: storeSchema.prefault({}),
-    failure_policy: z.enum(['fail_open_local', 'fail_closed']).default('fail_open_local'),
+    listen: restartOnly(listenSchema.prefault({})),
+    admin: restartOnly(adminSchema.prefault({})),
+    store: restartOnly(storeSchema.prefault({})),
+    failure_policy: restartOnly(z.enum(['fail_open_local', 'fail_closed']).default('fail_open_local')),
     trusted_proxies: z
       .array(z.string().refine(isIpOrCidr, { error: 'expected an IP address or CIDR like 10.0.0.0/8' }))
       .default([]),
-    lifecycle: z
-      .strictObject({
-        drain_delay: duration({ allowZero: true }).prefault('5s'),
-        grace: duration({ allowZero: true }).prefault('30s'),
-      })
-      .prefault({}),
+    lifecycle: restartOnly(
+      z
+        .strictObject({
+          drain_delay: duration({ allowZero: true }).prefault('5s'),
+          grace: duration({ allowZero: true }).prefault('30s'),
+        })
+        .prefault({}),
+    ),
     rate_limiting: z
       .strictObject({
         // Also send the IETF draft's RateLimit-Policy / RateLimit headers.
         ietf_headers: boolean.default(false),
         // Failed key attempts per client address before it gets 429 too_many_failed_attempts.
-        failed_keys: z
-          .strictObject({
-            max_attempts: integer(1).default(20),
-            per: duration().prefault('1m'),
-            block_for: duration().prefault('5m'),
-          })
-          .prefault({}),
+        failed_keys: restartOnly(
+          z
+            .strictObject({
+              max_attempts: integer(1).default(20),
+              per: duration().prefault('1m'),
+              block_for: duration().prefault('5m'),
+            })
+            .prefault({}),
+        ),
       })
       .prefault({}),
     metrics: z
       .strictObject({
         // Labels added to every metric of this replica, e.g. { instance: "${HOSTNAME}" }.
-        default_labels: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { error: 'expected a Prometheus label name' }), z.string()).default({}),
+        default_labels: restartOnly(
+          z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { error: 'expected a Prometheus label name' }), z.string()).default({}),
+        ),
       })
       .prefault({}),
     log: z

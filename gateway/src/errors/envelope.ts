@@ -1,4 +1,3 @@
-import { errorsBy } from '../metrics/registry';
 import { catalogue, type ErrorCode } from './catalogue';
 
 export type ErrorDetails = Record<string, string | number | boolean | null>;
@@ -32,6 +31,12 @@ export function toEnvelope(err: GatewayError): Envelope {
   return { error };
 }
 
+/** 503 service_unavailable with Retry-After (whole seconds): the one way the gateway says "not now". */
+export function serviceUnavailable(options: { message?: string; retryAfterSeconds?: number; details?: ErrorDetails; cause?: unknown } = {}): GatewayError {
+  const { retryAfterSeconds = 1, ...rest } = options;
+  return new GatewayError('service_unavailable', { ...rest, headers: { 'retry-after': String(retryAfterSeconds) } });
+}
+
 /** Anything thrown that is not a GatewayError is a bug: a 500 that names only the request id. */
 export function asGatewayError(err: unknown, requestId: string): GatewayError {
   if (err instanceof GatewayError) return err;
@@ -40,10 +45,9 @@ export function asGatewayError(err: unknown, requestId: string): GatewayError {
 
 /**
  * Status, headers and body of an envelope response, for node:http or a raw socket. Every envelope
- * sent is built here, once, which is why it is counted here (sluice_errors_total).
+ * sent is built here; the writers that send them count them (pipeline/answer.ts, admin/server.ts).
  */
 export function envelopeResponse(err: GatewayError, requestId: string) {
-  errorsBy(err.code, String(err.status)).inc();
   const body = JSON.stringify(toEnvelope(err));
   const headers: Record<string, string> = {
     'content-type': ENVELOPE_CONTENT_TYPE,

@@ -1,5 +1,5 @@
 import { errors as undiciErrors } from 'undici';
-import { GatewayError } from './envelope';
+import { GatewayError, serviceUnavailable } from './envelope';
 
 // How a failed upstream exchange is answered. Every code undici 7 defines (lib/core/errors.js) is
 // listed once below, with Node's system and TLS codes. Mapped on codes (and on undici's class where
@@ -145,7 +145,7 @@ export function mapUpstreamError(err: unknown): GatewayError {
   if (err instanceof undiciErrors.HTTPParserError || code === undefined) return new GatewayError('bad_gateway', { cause: err });
   if (TIMEOUT.has(code)) return new GatewayError('gateway_timeout', { cause: err });
   if (CLIENT_FAULT.has(code)) return clientFault(code, err);
-  if (POOL_GONE.has(code)) return new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+  if (POOL_GONE.has(code)) return serviceUnavailable({ cause: err });
   // BAD_GATEWAY, TLS failures, HPE_*, proxy hand-shakes, and codes in no list at all.
   return new GatewayError('bad_gateway', { cause: err });
 }

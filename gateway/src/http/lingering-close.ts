@@ -11,8 +11,9 @@ const lingering = new WeakSet<Socket>();
  * Closing a connection whose request body is still arriving makes the kernel send a reset, which can
  * destroy our answer before the client reads it (a 408 or 413 the client never sees). So, like
  * nginx's lingering_close: when node would close the connection after this answer, we end our side
- * instead, read and drop what still comes for up to 5 s or 1 MB, then close. Nothing that arrives
- * meanwhile is served (isLingering).
+ * instead and read and drop what still comes, for up to 1 MB; past that we stop reading (the client's
+ * writes then block, but it can still read), and the connection is closed 5 s after our answer.
+ * Nothing that arrives meanwhile is served (isLingering).
  */
 export function lingerOnClose(socket: Socket): void {
   socket.destroySoon = function lingerThenDestroy(this: Socket) {
@@ -22,7 +23,7 @@ export function lingerOnClose(socket: Socket): void {
     const timer = setTimeout(() => this.destroy(), LINGER_MS);
     timer.unref();
     const onData = () => {
-      if (this.bytesRead - readBefore > LINGER_BYTES) this.destroy();
+      if (this.bytesRead - readBefore > LINGER_BYTES) this.pause();
     };
     this.on('data', onData);
     this.once('close', () => clearTimeout(timer));

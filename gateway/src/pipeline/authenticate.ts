@@ -1,4 +1,4 @@
-import { GatewayError } from '../errors/envelope';
+import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isUsable } from '../keys/records';
 import { StoreUnavailableError } from '../redis/errors';
 import type { RequestContext } from './context';
@@ -16,7 +16,7 @@ export async function authenticate(ctx: RequestContext): Promise<void> {
   } catch (err) {
     if (!(err instanceof StoreUnavailableError)) throw err;
     runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
-    throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+    throw serviceUnavailable({ cause: err });
   }
   if (!found.record || !isUsable(found.record)) {
     await runtime.failedKeys.recordFailure(ctx.clientAddress);

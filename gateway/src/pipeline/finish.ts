@@ -1,35 +1,72 @@
 import { performance } from 'node:perf_hooks';
 import { requestDurationBy, requestsBy } from '../metrics/registry';
+import type { Runtime } from '../runtime';
 import type { RequestContext } from './context';
 
-/**
- * The end of every request, answered or not: metrics, then one access-log line. Failures are always
- * logged; successes are sampled by `log.access_sample`. Never the key or any other secret.
- */
+/** What one request came to, for its metrics and its access-log line. */
+export interface Outcome {
+  requestId: string;
+  /** performance.now() when it arrived */
+  startedAt: number;
+  status?: number;
+  code?: string;
+  route?: string;
+  method?: string;
+  upstream?: string;
+  consumerId?: string;
+  tier?: string;
+  client?: string;
+  traceparent?: string | string[];
+  /** node's code for a request its parser refused */
+  parserError?: string;
+}
+
+/** The end of every request, answered or not. Never the key or any other secret. */
 export function finish(ctx: RequestContext): void {
-  const seconds = (performance.now() - ctx.startedAt) / 1000;
-  const route = ctx.route?.route.name ?? 'none';
-  const status = ctx.status ?? 0;
-  requestsBy(route, ctx.req.method ?? 'UNKNOWN', String(status)).inc();
+  record(ctx.runtime, {
+    requestId: ctx.requestId,
+    startedAt: ctx.startedAt,
+    status: ctx.status,
+    code: ctx.error?.code,
+    route: ctx.route?.route.name,
+    method: ctx.req.method,
+    upstream: ctx.upstreamTarget,
+    consumerId: ctx.consumer?.id,
+    tier: ctx.consumer?.tier,
+    client: ctx.clientAddress,
+    traceparent: ctx.req.headers.traceparent,
+  });
+}
+
+/**
+ * Metrics, then one access-log line. Failures are always logged; successes are sampled by
+ * `log.access_sample`.
+ */
+export function record(runtime: Runtime, outcome: Outcome): void {
+  const seconds = (performance.now() - outcome.startedAt) / 1000;
+  const route = outcome.route ?? 'none';
+  const status = outcome.status ?? 0;
+  requestsBy(route, outcome.method ?? 'UNKNOWN', String(status)).inc();
   requestDurationBy(route).observe(seconds);
 
-  const { log, config } = ctx.runtime;
+  const { log, config } = runtime;
   if (!log.isLevelEnabled('info')) return;
-  const failed = ctx.error !== undefined || status >= 500;
+  const failed = outcome.code !== undefined || status >= 500;
   if (!failed && config.log.access_sample < 1 && Math.random() >= config.log.access_sample) return;
   log.info(
     {
-      request_id: ctx.requestId,
-      route: ctx.route?.route.name,
-      method: ctx.req.method,
-      status: ctx.status,
-      code: ctx.error?.code,
+      request_id: outcome.requestId,
+      route: outcome.route,
+      method: outcome.method,
+      status: outcome.status,
+      code: outcome.code,
       duration_ms: Math.round(seconds * 1_000_000) / 1000,
-      upstream: ctx.upstreamTarget,
-      consumer_id: ctx.consumer?.id,
-      tier: ctx.consumer?.tier,
-      client: ctx.clientAddress,
-      traceparent: ctx.req.headers.traceparent,
+      upstream: outcome.upstream,
+      consumer_id: outcome.consumerId,
+      tier: outcome.tier,
+      client: outcome.client,
+      traceparent: outcome.traceparent,
+      parser_error: outcome.parserError,
     },
     'request',
   );

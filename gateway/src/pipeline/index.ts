@@ -11,7 +11,7 @@ import { authorize } from './authorize';
 import { rateLimit } from './rate-limit';
 import { proxy } from './proxy';
 import { proxyUpgrade } from './proxy-upgrade';
-import { respondError } from './respond-error';
+import { answerError } from './answer';
 
 /** Logged (never sent) when the client left before its answer: nginx's convention. */
 const CLIENT_CLOSED_REQUEST = 499;
@@ -36,11 +36,10 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
       return;
     }
     const err = asGatewayError(thrown, ctx.requestId);
-    ctx.error = err;
     if (err.code === 'internal_error') {
       ctx.runtime.log.error({ request_id: ctx.requestId, err: err.cause }, 'unexpected error in the request path');
     }
-    respondError(ctx, err);
+    answerError(ctx, err);
   } finally {
     finish(ctx);
   }

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { GatewayError } from '../errors/envelope';
+import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../http/client-address';
@@ -183,10 +183,7 @@ async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeout
 
 /** The route's timeout passed before the request got a connection: our capacity, not the upstream's speed. */
 export function noConnectionInTime(): GatewayError {
-  return new GatewayError('service_unavailable', {
-    message: 'No connection to the upstream service became free in time. Please try again shortly.',
-    headers: { 'retry-after': '1' },
-  });
+  return serviceUnavailable({ message: 'No connection to the upstream service became free in time. Please try again shortly.' });
 }
 
 function requestTimeout(): GatewayError {

@@ -1,4 +1,4 @@
-import { GatewayError } from '../errors/envelope';
+import { serviceUnavailable } from '../errors/envelope';
 import { rateLimitDecisionsBy } from '../metrics/registry';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
@@ -20,7 +20,7 @@ export async function rateLimit(ctx: RequestContext): Promise<void> {
     decision = await runtime.limiter.check({ subject: consumer.id, windows, cost: route.cost });
   } catch (err) {
     if (!(err instanceof LimiterUnavailableError)) throw err;
-    throw new GatewayError('service_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+    throw serviceUnavailable({ cause: err });
   }
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
   rateLimitDecisionsBy(consumer.tier, decision.allowed ? 'allowed' : 'limited').inc();

@@ -1,6 +1,7 @@
+import { isDeepStrictEqual } from 'node:util';
 import { Pool } from 'undici';
 import type { Upstream } from '../config/schema';
-import { GatewayError } from '../errors/envelope';
+import { serviceUnavailable } from '../errors/envelope';
 import { Breaker } from './breaker';
 import { watchDispatch, type WatchedDispatcher } from './dispatch-watch';
 
@@ -24,6 +25,8 @@ export interface Target {
 }
 
 interface Entry {
+  /** The config it was built from: a reload keeps the entry (pools, breakers) while this is unchanged. */
+  settings: Upstream;
   targets: Target[];
   next: number;
   /** Connections one key may hold across the upstream's targets. */
@@ -45,8 +48,17 @@ interface Share {
 export class Upstreams {
   private readonly byName = new Map<string, Entry>();
 
-  constructor(upstreams: Readonly<Record<string, Upstream>>) {
+  /**
+   * `previous`: the running set, on a reload. An upstream whose settings did not change is taken over
+   * as it is — its pools, its breakers (an ejected target stays ejected) and the keys' shares.
+   */
+  constructor(upstreams: Readonly<Record<string, Upstream>>, previous?: Upstreams) {
     for (const [name, upstream] of Object.entries(upstreams)) {
+      const kept = previous?.byName.get(name);
+      if (kept && isDeepStrictEqual(kept.settings, upstream)) {
+        this.byName.set(name, kept);
+        continue;
+      }
       const targets = upstream.targets.map((origin) => {
         const pool = new Pool(origin, {
           connections: upstream.connections,
@@ -57,7 +69,7 @@ export class Upstreams {
         return { upstream: name, origin, pool, dispatcher: watchDispatch(pool), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
       });
       const perKey = upstream.max_connections_per_key ?? Math.ceil(upstream.connections / 2);
-      this.byName.set(name, { targets, next: 0, perKey, shares: new Map() });
+      this.byName.set(name, { settings: upstream, targets, next: 0, perKey, shares: new Map() });
     }
   }
 
@@ -78,10 +90,7 @@ export class Upstreams {
     }
     const soonest = Math.min(...entry.targets.map((t) => t.breaker.reopensAt || Date.now()));
     const retryAfter = Math.max(1, Math.ceil((soonest - Date.now()) / 1000));
-    throw new GatewayError('service_unavailable', {
-      message: 'No healthy upstream target is available. Please try again later.',
-      headers: { 'retry-after': String(retryAfter) },
-    });
+    throw serviceUnavailable({ message: 'No healthy upstream target is available. Please try again later.', retryAfterSeconds: retryAfter });
   }
 
   /**
@@ -135,10 +144,16 @@ export class Upstreams {
     return [...this.byName.values()].flatMap((entry) => entry.targets);
   }
 
+  /** After a reload: closes the pools `next` did not take over (see close()). */
+  retire(next: Upstreams, waitMs: number): Promise<void> {
+    const keptPools = new Set(next.targets().map((t) => t.pool));
+    return this.close(waitMs, (target) => !keptPools.has(target.pool));
+  }
+
   /** Closes every pool, letting queued requests finish for up to `waitMs`, then destroys what is left. */
-  async close(waitMs = 1000): Promise<void> {
+  async close(waitMs = 1000, which: (target: Target) => boolean = () => true): Promise<void> {
     await Promise.all(
-      this.targets().map(async ({ pool }) => {
+      this.targets().filter(which).map(async ({ pool }) => {
         const timer = setTimeout(() => void pool.destroy().catch(() => undefined), waitMs);
         await pool.close().catch(() => pool.destroy());
         clearTimeout(timer);

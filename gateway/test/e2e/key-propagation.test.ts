@@ -3,7 +3,8 @@ import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/adm
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { redisCli, startRedis, startRedisCluster, startSentinelGroup, type TestRedis, type TestRedisCluster, type TestSentinelGroup } from '../support/redis';
-import { metricValue, waitFor } from '../support/scenarios';
+import { metricValue } from '../support/scenarios';
+import { waitFor } from '../support/wait';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
 // Key changes made through one replica's admin API reach every replica within a second, although
@@ -60,7 +61,7 @@ const call = (gateway: TestGateway, key: string) => send(`${gateway.url}/ok`, { 
 
 /** How long after `since` each replica first answers as `accepts` says (bounded by twice the budget). */
 function propagation(replicas: TestGateway[], since: number, accepts: (res: SimpleResponse) => boolean, key: string): Promise<number[]> {
-  return Promise.all(replicas.map((g) => waitFor(async () => accepts(await call(g, key)), 2 * PROPAGATION_BUDGET_MS, since)));
+  return Promise.all(replicas.map((g) => waitFor(async () => accepts(await call(g, key)), 2 * PROPAGATION_BUDGET_MS, { since })));
 }
 
 const ms = (values: number[]) => values.map((v) => `${v.toFixed(0)} ms`).join(', ');
@@ -128,7 +129,7 @@ describe('three replicas on one Redis, keys cached for a minute', () => {
     expect(performance.now() - rotatedAt).toBeLessThan(GRACE_MS); // the old key was checked inside its grace period
 
     const times = await Promise.all(
-      [b, c].map((g) => waitFor(async () => (await call(g, created.key)).status === 401, GRACE_MS + 2 * PROPAGATION_BUDGET_MS, rotatedAt)),
+      [b, c].map((g) => waitFor(async () => (await call(g, created.key)).status === 401, GRACE_MS + 2 * PROPAGATION_BUDGET_MS, { since: rotatedAt })),
     );
     console.log(`standalone: the rotated-out key stopped on B and C ${ms(times)} after the rotation (grace ${GRACE_MS} ms)`);
     for (const t of times) {

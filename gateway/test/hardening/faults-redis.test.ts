@@ -6,21 +6,13 @@ import { send } from '../support/http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { waitFor } from '../support/wait';
 
 // Redis faults under steady load through 3 replicas (fail_open_local): frozen, killed and restarted
 // empty, a Sentinel failover, a Cluster master killed. Each case records a row of RELIABILITY.md.
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 describe('standalone Redis', () => {
   let bench: FaultBench & { redis: TestRedis };
@@ -63,17 +55,19 @@ describe('standalone Redis', () => {
         await sleep(2000);
         await bench.redis.restart();
         // Every replica notices the lost marker (health polls about once a second).
-        const notReady = await waitUntil('every replica to report marker_missing', 10_000, async () => {
-          const states = await Promise.all(gateways.map(readiness));
-          return states.every((s) => s.status === 503 && s.reason === 'marker_missing') ? states : undefined;
-        });
+        let notReady: Awaited<ReturnType<typeof readiness>>[] = [];
+        await waitFor(
+          async () => (notReady = await Promise.all(gateways.map(readiness))).every((s) => s.status === 503 && s.reason === 'marker_missing'),
+          10_000,
+          { what: 'every replica to report marker_missing' },
+        );
         const freshBefore = await Promise.all(gateways.map((g) => send(`${g.url}/fresh/ok`, { headers: { 'x-api-key': KEYS.fresh } })));
         const restored = await runCli(['keys', 'import', '--config', bench.configFile, backup]);
         const importedAt = Date.now();
-        const ready = await waitUntil('every replica ready again', 10_000, async () => {
-          const states = await Promise.all(gateways.map(readiness));
-          return states.every((s) => s.status === 200) ? Date.now() : undefined;
-        }).catch(() => NaN);
+        const ready = await waitFor(async () => (await Promise.all(gateways.map(readiness))).every((s) => s.status === 200), 10_000, { what: 'every replica ready again' }).then(
+          () => Date.now(),
+          () => NaN,
+        );
         const freshAfter = await Promise.all(gateways.map((g) => send(`${g.url}/fresh/ok`, { headers: { 'x-api-key': KEYS.fresh } })));
         return {
           start,

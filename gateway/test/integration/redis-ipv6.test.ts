@@ -8,7 +8,7 @@ import { parseConfig } from '../../src/config/loader';
 import { createRedisClient, waitUntilReady } from '../../src/redis/client';
 import { baseConfig } from '../support/gateway';
 import { freePort } from '../support/ports';
-import { waitFor } from '../support/scenarios';
+import { waitFor } from '../support/wait';
 
 // Redis nodes written `[v6]:port` (Cluster nodes, Sentinels) validate in the config and connect:
 // the config and the client read them with one parser (config/schema.ts parseHostPort). Before,

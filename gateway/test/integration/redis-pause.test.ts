@@ -6,7 +6,8 @@ import { connectKeyStore, openBackends } from '../../src/backends';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 
 import { startRedis, type TestRedis } from '../support/redis';
-import { metricValue, waitFor } from '../support/scenarios';
+import { metricValue } from '../support/scenarios';
+import { waitFor } from '../support/wait';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
 // Redis frozen with SIGSTOP under steady load: requests never wait much longer than the store

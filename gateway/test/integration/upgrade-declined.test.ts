@@ -5,6 +5,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, parseRawResponse, rawExchange, send } from '../support/http';
 import { closedPort } from '../support/ports';
+import { waitFor } from '../support/wait';
 
 // WebSocket upgrades the upstream declines (it answers 404, 401, 426, 500... instead of 101): the
 // client gets the upstream's own answer, and the target's breaker does not take it for a fault.
@@ -133,7 +134,7 @@ describe('an upgrade the upstream declines', () => {
     expect(upstream.endlessBytes() - sent).toBeLessThan(4 * 1024 * 1024);
     expect(sent).toBeLessThan(64 * 1024 * 1024);
     socket.resetAndDestroy();
-    await waitFor(() => upstream.streaming() === 0); // the gateway dropped the upstream exchange
+    await waitFor(() => upstream.streaming() === 0, 3000); // the gateway dropped the upstream exchange
   });
 
   it('is no breaker failure: ten in a row (404, 401, 426) leave the target in service', async () => {
@@ -176,13 +177,13 @@ describe('a real upstream fault on an upgrade', () => {
   });
 
   it('a client that leaves while the upstream is silent: the upstream exchange is dropped, and not held against the target', async () => {
-    await waitFor(() => upstream.hanging() === 0); // the timeout case's exchange is gone
+    await waitFor(() => upstream.hanging() === 0, 3000); // the timeout case's exchange is gone
     const socket = net.connect(gateway.port, '127.0.0.1');
     socket.on('error', () => {});
     socket.write(upgradeRequest('/gone/hang', 'up-gone'));
-    await waitFor(() => upstream.hanging() === 1);
+    await waitFor(() => upstream.hanging() === 1, 3000);
     socket.resetAndDestroy(); // gone for good (a FIN alone leaves a half-open socket the gateway keeps waiting on)
-    await waitFor(() => upstream.hanging() === 0); // the gateway closed its upstream socket
+    await waitFor(() => upstream.hanging() === 0, 3000); // the gateway closed its upstream socket
     // failures: 1, so one counted failure would have ejected it.
     expect((await plainGet('/gone/ok')).status).toBe(200);
   });
@@ -200,13 +201,6 @@ it('an accepted upgrade still works end to end: 101 with X-Request-Id, then mess
   expect((await accessLog('ws-accepted-1')).status).toBe(101);
 });
 
-async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 interface DecliningUpstream {
   url: string;

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from './gateway';
 import { startUpstream, type TestUpstream } from './upstream';
@@ -39,14 +38,6 @@ export interface Replicas {
   stop(): Promise<void>;
 }
 
-/** Polls `check` every 10 ms until it holds; resolves with the ms it took, rejects after `timeoutMs`. */
-export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, since = performance.now()): Promise<number> {
-  for (;;) {
-    if (await check()) return performance.now() - since;
-    if (performance.now() - since > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 export async function metricValue(gateway: TestGateway, name: string): Promise<number> {
   const res = await request(`${gateway.adminUrl}/metrics`);

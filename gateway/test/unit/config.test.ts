@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/loader';
-import type { Config } from '../../src/config/schema';
+import { restartOnlyChanges, type Config } from '../../src/config/schema';
 
 const FIXTURES = join(__dirname, '../fixtures/config');
 const EXAMPLE = join(__dirname, '../../../config/gateway.example.yaml');
@@ -276,5 +276,22 @@ describe('YAML details', () => {
   test('a __proto__ key is an unknown key, not a prototype', () => {
     const error = configError(() => parseConfig(`listen:\n  __proto__: { port: 1 }\n${MINIMAL}`, {}));
     expect(error.problems).toEqual(['listen.__proto__: unknown key']);
+  });
+});
+
+describe('restart-only sections (marked in the schema)', () => {
+  const base = parseConfig(MINIMAL);
+  test.each([
+    ['listen: { port: 8181 }', ['listen']],
+    ['store: { timeout_ms: 250 }', ['store']],
+    ['failure_policy: fail_closed', ['failure_policy']],
+    ['lifecycle: { grace: 5s }', ['lifecycle']],
+    ['rate_limiting: { failed_keys: { max_attempts: 3 } }', ['rate_limiting.failed_keys']],
+    ['metrics: { default_labels: { instance: a } }', ['metrics.default_labels']],
+    ['rate_limiting: { ietf_headers: true }', []],
+    ['log: { level: debug }', []],
+    ['trusted_proxies: [10.0.0.0/8]', []],
+  ])('%s → %j', (change, expected) => {
+    expect(restartOnlyChanges(base, parseConfig(`${change}\n${MINIMAL}`))).toEqual(expected);
   });
 });
