@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { GatewayError } from '../errors/envelope';
-import { IMPORTED_KEY_PATTERN, KEY_ID_PATTERN } from '../keys/records';
+import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from '../config/patterns';
+import { KEY_ID_PATTERN } from '../keys/records';
 
 // The shapes the key API accepts (zod), and how the first problem becomes a 400 invalid_parameters
 // with `details.field` and `details.requirement`. Each error text is the requirement, worded to follow
 // "must be". Semantic checks (does the tier exist, is the date in the future) are the service's: 422.
 
-const SCOPE = /^(\*|[A-Za-z0-9_.:-]+)$/; // as in the config's tiers
 
 const nameText = 'a non-empty string of at most 200 characters';
 const name = z.string({ error: nameText }).trim().min(1, { error: nameText }).max(200, { error: nameText });
@@ -14,11 +14,11 @@ const tierText = 'a tier name of at most 64 characters';
 const tier = z.string({ error: tierText }).min(1, { error: tierText }).max(64, { error: tierText });
 const scopeText = 'an array of at most 100 scopes like users:read';
 const scopes = z
-  .array(z.string({ error: scopeText }).regex(SCOPE, { error: scopeText }), { error: scopeText })
+  .array(z.string({ error: scopeText }).regex(SCOPE_PATTERN, { error: scopeText }), { error: scopeText })
   .max(100, { error: scopeText })
   .transform((list) => [...new Set(list)]);
 const expiresAt = z.iso.datetime({ offset: true, error: 'an ISO 8601 date-time with a time zone, like 2027-01-01T00:00:00Z' });
-const key = z.string({ error: 'a string' }).regex(IMPORTED_KEY_PATTERN, { error: '16 to 256 characters of A-Z, a-z, 0-9, _ and -' });
+const key = z.string({ error: 'a string' }).regex(IMPORTED_KEY_PATTERN, { error: IMPORTED_KEY_REQUIREMENT });
 
 const object = { error: 'a JSON object' };
 

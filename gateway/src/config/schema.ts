@@ -5,6 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseByteSize, parseDuration } from './duration';
+import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from './patterns';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers. Messages never quote the input: values may come from the environment (secrets).
@@ -57,7 +58,7 @@ const nonEmpty = z.string().min(1, { error: 'must not be empty' });
 /** Names of routes, tiers and upstreams: safe in metric labels, headers and Redis keys. */
 const name = z.string().regex(/^[a-z0-9_-]+$/, { error: 'expected a name made of a-z, 0-9, _ and -' });
 
-const scope = z.string().regex(/^(\*|[A-Za-z0-9_.:-]+)$/, { error: 'expected a scope like users:read, or "*"' });
+const scope = z.string().regex(SCOPE_PATTERN, { error: 'expected a scope like users:read, or "*"' });
 
 const host = z.string().refine((h) => isIP(h) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h), {
   error: 'expected an IP address or host name',
@@ -290,7 +291,7 @@ const seedKeySchema = z.strictObject({
   // A generated one could never be shown without writing a secret to the log.
   key: z
     .string({ error: 'required: the plaintext key to seed (sluice keys create generates keys in Redis)' })
-    .regex(/^[A-Za-z0-9_-]{16,256}$/, { error: 'expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -' }),
+    .regex(IMPORTED_KEY_PATTERN, { error: `expected ${IMPORTED_KEY_REQUIREMENT}` }),
   scopes: z.array(scope).optional(),
 });
 

@@ -1,5 +1,5 @@
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
-import { allSecretHashes, newRecord } from './records';
+import { allSecretHashes, createKey } from './records';
 
 /** The embedded store: one process, nothing shared, gone on exit. For trying sluice out and for tests. */
 export class MemoryKeyStore implements KeyStore {
@@ -14,10 +14,8 @@ export class MemoryKeyStore implements KeyStore {
     return id === undefined ? null : (this.records.get(id) ?? null);
   }
 
-  async create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
-    const created = newRecord(input);
-    await this.put(created.record);
-    return created;
+  create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
+    return createKey(this, input);
   }
 
   async put(record: ApiKeyRecord): Promise<void> {

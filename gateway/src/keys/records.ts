@@ -1,11 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Tier } from '../config/schema';
-import type { ApiKeyRecord, NewKey, PublicKey } from './types';
+import type { ApiKeyRecord, KeyStore, NewKey, PublicKey } from './types';
 
 // Key material shared by every store: how secrets are made, hashed and compared.
 
 export const KEY_PREFIX = 'sk_live_';
-export const IMPORTED_KEY_PATTERN = /^[A-Za-z0-9_-]{16,256}$/;
 /** What generateKeyId() makes (and backups may bring back). */
 export const KEY_ID_PATTERN = /^key_[A-Za-z0-9_-]{1,64}$/;
 
@@ -54,6 +53,13 @@ export function newRecord(input: NewKey, now = new Date()): { record: ApiKeyReco
   if (input.scopes) record.scopes = [...input.scopes];
   if (input.expires_at) record.expires_at = input.expires_at;
   return { record, key };
+}
+
+/** Creates a key in `store` from a create request: a fresh record, stored; the plaintext returned once. */
+export async function createKey(store: Pick<KeyStore, 'put'>, input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
+  const created = newRecord(input);
+  await store.put(created.record);
+  return created;
 }
 
 /** Named fields only, so a field added to the record later is never shown by accident. */

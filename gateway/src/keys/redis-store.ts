@@ -1,7 +1,7 @@
 import { timeRedis } from '../metrics/registry';
 import { StoreUnavailableError } from '../redis/errors';
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
-import { allSecretHashes, newRecord } from './records';
+import { allSecretHashes, createKey } from './records';
 import { waitUntilReady, type RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { REPLACE_RECORD } from './scripts';
@@ -98,10 +98,8 @@ export class RedisKeyStore implements KeyStore {
     return this.get(id);
   }
 
-  async create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
-    const created = newRecord(input);
-    await this.put(created.record);
-    return created;
+  create(input: NewKey): Promise<{ record: ApiKeyRecord; key: string }> {
+    return createKey(this, input);
   }
 
   async put(record: ApiKeyRecord): Promise<void> {
