@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
 import { backupHeader, parseBackup } from './admin/backup';
 import { KeyService, type KeyWithSecret } from './admin/key-service';
+import { checkInput, createKeyInput } from './admin/validation';
 import { formatWindow } from './config/duration';
 import { startGateway } from './main';
 import { connectKeyStore, openRedisKeyStore } from './backends';
@@ -116,7 +117,9 @@ keys
   .action(async (opts: { config: string; tier: string; name: string; scopes?: string; expiresAt?: string; json?: boolean }) => {
     await withKeys(opts.config, async (keyOps) => {
       const scopes = opts.scopes?.split(',').map((s) => s.trim()).filter(Boolean);
-      const created = await keyOps.create({ name: opts.name, tier: opts.tier, scopes, expires_at: opts.expiresAt });
+      const checked = checkInput(createKeyInput, { name: opts.name, tier: opts.tier, scopes, expires_at: opts.expiresAt });
+      if ('problem' in checked) fail(`--${checked.problem.field.replace(/\[.*$/, '').replace(/_/g, '-')} must be ${checked.problem.requirement}`);
+      const created = await keyOps.create(checked.value);
       if (opts.json) console.log(shortKey(created));
       else console.log(`Created ${created.id} (name "${created.name}", tier ${created.tier}).\nAPI key (shown once, store it now): ${created.key}`);
     });
@@ -131,7 +134,7 @@ keys
     await withKeys(opts.config, async (keyOps) => {
       let cursor: string | null = null;
       do {
-        const page = await keyOps.list(cursor === null ? { limit: '500' } : { limit: '500', cursor });
+        const page = await keyOps.list(cursor === null ? { limit: 500 } : { limit: 500, cursor });
         for (const shown of page.keys) {
           if (opts.json) console.log(JSON.stringify(shown));
           else console.log(`${shown.id}\t${shown.status}\t${shown.tier}\t${shown.name}${shown.expires_at ? `\texpires ${shown.expires_at}` : ''}`);

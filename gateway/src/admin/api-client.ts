@@ -1,15 +1,16 @@
 import { Agent, request } from 'undici';
 import type { Config } from '../config/schema';
 import type { PublicKey } from '../keys/types';
-import type { KeyList, KeyWithSecret } from './key-service';
+import type { KeyList, KeyWithSecret, ListQuery } from './key-service';
+import type { CreateKeyInput } from './validation';
 
 // The CLI's way to the embedded store: its keys live inside the running gateway, so the CLI asks that
 // gateway's key API (admin host, port and token from the same config file).
 
 /** What the CLI does with keys; KeyService (Redis, directly) and AdminApiClient (embedded, over HTTP) both do it. */
 export interface KeyOperations {
-  create(body: unknown): Promise<KeyWithSecret>;
-  list(query: unknown): Promise<KeyList>;
+  create(input: CreateKeyInput): Promise<KeyWithSecret>;
+  list(query: ListQuery): Promise<KeyList>;
   rotate(id: string): Promise<KeyWithSecret>;
   revoke(id: string): Promise<PublicKey>;
 }
@@ -50,12 +51,13 @@ export class AdminApiClient implements KeyOperations {
     return json as T;
   }
 
-  create(body: unknown): Promise<KeyWithSecret> {
-    return this.call('POST', '/v1/keys', body);
+  create(input: CreateKeyInput): Promise<KeyWithSecret> {
+    return this.call('POST', '/v1/keys', input);
   }
 
-  list(query: Record<string, string>): Promise<KeyList> {
-    return this.call('GET', `/v1/keys?${new URLSearchParams(query)}`);
+  list({ cursor, limit }: ListQuery): Promise<KeyList> {
+    const query = new URLSearchParams({ limit: String(limit), ...(cursor === undefined ? {} : { cursor }) });
+    return this.call('GET', `/v1/keys?${query}`);
   }
 
   rotate(id: string): Promise<KeyWithSecret> {

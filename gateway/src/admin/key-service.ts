@@ -1,18 +1,36 @@
 import type { Logger } from 'pino';
 import { formatWindow } from '../config/duration';
 import type { Config } from '../config/schema';
-import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { tierWindows } from '../ratelimit/plan';
 import type { KeyEvents } from '../keys/events';
 import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../keys/records';
 import type { Limiter } from '../ratelimit/limiter';
-import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../keys/types';
-import { createKeyInput, listKeysQuery, parseInput, rotateKeyInput, updateKeyInput, type UpdateKeyInput } from './validation';
+import type { CreateKeyInput, UpdateKeyInput } from './validation';
 
-// The key lifecycle, one implementation for the admin API and the CLI: validate, store, announce the
-// change to every replica. Failures are GatewayErrors (the API's envelopes, the CLI's messages);
-// StoreUnavailableError passes through (503 / "cannot reach the store").
+// The key lifecycle, one implementation for the admin API and the CLI: check, store, announce the
+// change to every replica. It takes typed inputs (each edge parses its own: HTTP bodies in
+// keys-api.ts, command-line options in cli.ts) and throws KeyServiceError for what the caller asked
+// wrongly; StoreUnavailableError and LimiterUnavailableError pass through (the store cannot answer).
+
+/** What is wrong with a request to the key service: the edges turn it into a 404/409/422 or a message. */
+export class KeyServiceError extends Error {
+  constructor(
+    readonly problem: 'not_found' | 'exists' | 'unknown_tier' | 'invalid',
+    message: string,
+    /** The input field at fault, for unknown_tier and invalid. */
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'KeyServiceError';
+  }
+}
+
+export interface ListQuery {
+  /** A next_cursor of a previous page. */
+  cursor?: string;
+  limit: number;
+}
 
 /** A key as shown right after it was made or rotated: the only time its plaintext is shown. */
 export type KeyWithSecret = { id: string; key: string } & Omit<PublicKey, 'id'>;
@@ -49,14 +67,13 @@ export interface KeyServiceDeps {
   log?: Logger;
 }
 
-function notFound(id: string): GatewayError {
+function notFound(id: string): KeyServiceError {
   // Only a well-formed id is repeated back: whatever else was in the path might be a secret pasted by mistake.
-  const message = KEY_ID_PATTERN.test(id) ? `API key with ID '${id}' does not exist` : undefined;
-  return new GatewayError('key_not_found', { message });
+  return new KeyServiceError('not_found', KEY_ID_PATTERN.test(id) ? `API key with ID '${id}' does not exist` : 'The API key does not exist.');
 }
 
-function validationFailed(field: string, message: string): GatewayError {
-  return new GatewayError('validation_failed', { message, details: { field } });
+function validationFailed(field: string, message: string): KeyServiceError {
+  return new KeyServiceError('invalid', message, field);
 }
 
 function withSecret(record: ApiKeyRecord, key: string): KeyWithSecret {
@@ -79,31 +96,29 @@ export class KeyService {
 
   private fitTiers(record: Pick<ApiKeyRecord, 'tier' | 'scopes'>): void {
     const problem = checkKeyAgainstTiers(this.deps.config().tiers, record);
-    if (problem) throw new GatewayError(problem.code, { message: problem.message, details: { field: problem.field } });
+    if (problem) throw new KeyServiceError(problem.code === 'unknown_tier' ? 'unknown_tier' : 'invalid', problem.message, problem.field);
   }
 
   private audit(action: string, id: string): void {
     this.deps.log?.info({ action, key_id: id }, `admin: key ${action}`);
   }
 
-  /** Creates a key (or imports one given as `key`): 201 with its plaintext, shown this once. */
-  async create(body: unknown): Promise<KeyWithSecret> {
-    const input = parseInput(createKeyInput, body);
+  /** Creates a key (or imports one given as `key`), with its plaintext, shown this once. */
+  async create(input: CreateKeyInput): Promise<KeyWithSecret> {
     this.fitTiers(input);
     assertFuture(input.expires_at);
     const created = newRecord({ ...input, expires_at: input.expires_at && normaliseTime(input.expires_at) });
     try {
       await this.deps.store.put(created.record);
     } catch (err) {
-      if (err instanceof KeyExistsError) throw new GatewayError('key_exists');
+      if (err instanceof KeyExistsError) throw new KeyServiceError('exists', 'An API key with this value already exists.');
       throw err;
     }
     this.audit('created', created.record.id);
     return withSecret(created.record, created.key);
   }
 
-  async list(query: unknown): Promise<KeyList> {
-    const { cursor, limit } = parseInput(listKeysQuery, query, 'parameter');
+  async list({ cursor, limit }: ListQuery): Promise<KeyList> {
     const page = await this.deps.store.list({ after: cursor, limit });
     return { keys: page.records.map(toPublicKey), next_cursor: page.next ?? null };
   }
@@ -119,8 +134,7 @@ export class KeyService {
   }
 
   /** Changes name, tier, scopes or expiry; every replica applies it within a second. */
-  async update(id: string, body: unknown): Promise<PublicKey> {
-    const patch: UpdateKeyInput = parseInput(updateKeyInput, body);
+  async update(id: string, patch: UpdateKeyInput): Promise<PublicKey> {
     assertFuture(patch.expires_at);
     await this.record(id); // 404 before anything else
     const updated = await this.deps.store.update(id, (current) => {
@@ -142,8 +156,7 @@ export class KeyService {
   }
 
   /** A new secret (shown once); the old one keeps working for admin.rotation_grace. Quotas stay: they count by id. */
-  async rotate(id: string, body: unknown = {}): Promise<KeyWithSecret> {
-    parseInput(rotateKeyInput, body);
+  async rotate(id: string): Promise<KeyWithSecret> {
     assertActive(await this.record(id));
     const key = generateSecret();
     const secretHash = hashSecret(key);
@@ -178,17 +191,11 @@ export class KeyService {
     const record = await this.record(id);
     const tiers = this.deps.config().tiers;
     if (!Object.hasOwn(tiers, record.tier)) {
-      throw new GatewayError('unknown_tier', { message: `The tier "${record.tier}" of this key is no longer configured.`, details: { field: 'tier' } });
+      throw new KeyServiceError('unknown_tier', `The tier "${record.tier}" of this key is no longer configured.`, 'tier');
     }
     const windows = tierWindows(tiers[record.tier]);
     if (windows.length === 0 || !this.deps.limiter) return { id, tier: record.tier, windows: [] };
-    let decision;
-    try {
-      decision = await this.deps.limiter.check({ subject: id, windows, cost: 0 });
-    } catch (err) {
-      if (!(err instanceof LimiterUnavailableError)) throw err;
-      throw serviceUnavailable({ cause: err });
-    }
+    const decision = await this.deps.limiter.check({ subject: id, windows, cost: 0 });
     return {
       id,
       tier: record.tier,
@@ -218,7 +225,7 @@ export class KeyService {
     try {
       await this.deps.store.put(record);
     } catch (err) {
-      if (err instanceof KeyExistsError) throw new GatewayError('key_exists', { message: `A secret of ${record.id} opens another key already.` });
+      if (err instanceof KeyExistsError) throw new KeyServiceError('exists', `A secret of ${record.id} opens another key already.`);
       throw err;
     }
     await this.deps.events.announce(record.id);

@@ -3,8 +3,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { asGatewayError, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { StoreUnavailableError } from '../redis/errors';
-import type { KeyService } from './key-service';
-import { invalidParameters } from './validation';
+import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
+import { KeyServiceError, type KeyService } from './key-service';
+import { createKeyInput, invalidParameters, listKeysQuery, parseInput, rotateKeyInput, updateKeyInput } from './validation';
 
 // The key API under /v1/keys on the admin listener: bearer token, JSON in and out, envelopes on errors.
 
@@ -25,13 +26,21 @@ interface Matched {
 type Handler = (service: KeyService, match: Matched) => Promise<ApiAnswer>;
 
 const ID = '([^/]+)';
+// Each handler parses what HTTP brought (400 invalid_parameters) and hands the service typed input.
 const routes: { method: string; path: RegExp; handler: Handler }[] = [
-  { method: 'POST', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 201, body: await s.create(await m.body()) }) },
-  { method: 'GET', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 200, body: await s.list(m.query) }) },
+  { method: 'POST', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 201, body: await s.create(parseInput(createKeyInput, await m.body())) }) },
+  { method: 'GET', path: /^\/v1\/keys$/, handler: async (s, m) => ({ status: 200, body: await s.list(parseInput(listKeysQuery, m.query, 'parameter')) }) },
   { method: 'GET', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.get(m.id) }) },
-  { method: 'PATCH', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.update(m.id, await m.body()) }) },
+  { method: 'PATCH', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.update(m.id, parseInput(updateKeyInput, await m.body())) }) },
   { method: 'DELETE', path: new RegExp(`^/v1/keys/${ID}$`), handler: async (s, m) => ({ status: 200, body: await s.revoke(m.id) }) },
-  { method: 'POST', path: new RegExp(`^/v1/keys/${ID}/rotate$`), handler: async (s, m) => ({ status: 201, body: await s.rotate(m.id, (await m.body({ optional: true })) ?? {}) }) },
+  {
+    method: 'POST',
+    path: new RegExp(`^/v1/keys/${ID}/rotate$`),
+    handler: async (s, m) => {
+      parseInput(rotateKeyInput, (await m.body({ optional: true })) ?? {});
+      return { status: 201, body: await s.rotate(m.id) };
+    },
+  },
   { method: 'GET', path: new RegExp(`^/v1/keys/${ID}/usage$`), handler: async (s, m) => ({ status: 200, body: await s.usage(m.id) }) },
 ];
 
@@ -119,7 +128,8 @@ export function createKeysApi({ service, token, log }: KeysApiOptions) {
       }
       throw new GatewayError('route_not_found');
     } catch (err) {
-      if (err instanceof StoreUnavailableError) {
+      if (err instanceof KeyServiceError) return answerFor(err);
+      if (err instanceof StoreUnavailableError || err instanceof LimiterUnavailableError) {
         log.warn({ request_id: requestId, err: err.message }, 'key API: the key store is unavailable');
         return serviceUnavailable({ cause: err });
       }
@@ -131,3 +141,18 @@ export function createKeysApi({ service, token, log }: KeysApiOptions) {
 }
 
 export type KeysApi = ReturnType<typeof createKeysApi>;
+
+/** The envelope for what the key service refused. */
+function answerFor(err: KeyServiceError): GatewayError {
+  const details = err.field ? { details: { field: err.field } } : {};
+  switch (err.problem) {
+    case 'not_found':
+      return new GatewayError('key_not_found', { message: err.message });
+    case 'exists':
+      return new GatewayError('key_exists', { message: err.message });
+    case 'unknown_tier':
+      return new GatewayError('unknown_tier', { message: err.message, ...details });
+    case 'invalid':
+      return new GatewayError('validation_failed', { message: err.message, ...details });
+  }
+}

@@ -69,20 +69,31 @@ export function invalidParameters(field: string, requirement: string, message: s
   return new GatewayError('invalid_parameters', { message, details: { field, requirement } });
 }
 
-function fromIssue(issue: Issue, input: unknown, noun: string): GatewayError {
-  if (issue.code === 'unrecognized_keys') {
-    const field = formatPath([...issue.path, issue.keys[0]]);
-    return invalidParameters(field, 'not allowed', `The '${field}' ${noun} is not allowed`);
-  }
-  if (issue.path.length === 0) return invalidParameters('body', issue.message, `The request body must be ${issue.message}`);
-  const field = formatPath(issue.path);
-  if (valueAt(input, issue.path) === undefined) return invalidParameters(field, 'required', `The '${field}' ${noun} is required`);
-  return invalidParameters(field, issue.message, `The '${field}' ${noun} must be ${issue.message}`);
+/** The first problem of an input: the field ('body' for the whole), and what it must be ('required', 'not allowed' or a requirement). */
+export interface InputProblem {
+  field: string;
+  requirement: string;
 }
 
-/** Validates `input`, or throws 400 invalid_parameters naming the first problem. */
-export function parseInput<T extends z.ZodType>(schema: T, input: unknown, noun: 'field' | 'parameter' = 'field'): z.output<T> {
+function problemOf(issue: Issue, input: unknown): InputProblem {
+  if (issue.code === 'unrecognized_keys') return { field: formatPath([...issue.path, issue.keys[0]]), requirement: 'not allowed' };
+  if (issue.path.length === 0) return { field: 'body', requirement: issue.message };
+  const field = formatPath(issue.path);
+  return { field, requirement: valueAt(input, issue.path) === undefined ? 'required' : issue.message };
+}
+
+/** Validates `input` for any edge (HTTP, the CLI): the typed value, or its first problem. */
+export function checkInput<T extends z.ZodType>(schema: T, input: unknown): { value: z.output<T> } | { problem: InputProblem } {
   const result = schema.safeParse(input);
-  if (result.success) return result.data;
-  throw fromIssue(result.error.issues[0], input, noun);
+  return result.success ? { value: result.data } : { problem: problemOf(result.error.issues[0], input) };
+}
+
+/** Validates an HTTP input, or throws 400 invalid_parameters naming the first problem. */
+export function parseInput<T extends z.ZodType>(schema: T, input: unknown, noun: 'field' | 'parameter' = 'field'): z.output<T> {
+  const checked = checkInput(schema, input);
+  if ('value' in checked) return checked.value;
+  const { field, requirement } = checked.problem;
+  if (field === 'body') throw invalidParameters(field, requirement, `The request body must be ${requirement}`);
+  if (requirement === 'required' || requirement === 'not allowed') throw invalidParameters(field, requirement, `The '${field}' ${noun} is ${requirement}`);
+  throw invalidParameters(field, requirement, `The '${field}' ${noun} must be ${requirement}`);
 }

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { REPO_ROOT, removeConfig, runCli, writeConfig } from '../support/gateway';
 import { closedPort } from '../support/ports';
+import { startRedis, type TestRedis } from '../support/redis';
 
 const fixture = (name: string) => path.join(REPO_ROOT, 'gateway/test/fixtures/config', name);
 
@@ -57,5 +58,45 @@ describe('sluice keys, Redis unreachable', () => {
     } finally {
       removeConfig(file);
     }
+  });
+});
+
+describe('sluice keys, typed input', () => {
+  let redis: TestRedis;
+  let file: string;
+  beforeAll(async () => {
+    redis = await startRedis({ destructive: true });
+    file = writeConfig({
+      store: { redis: { url: redis.url } },
+      tiers: { free: { limits: [], scopes: ['users:read'] } },
+      upstreams: { app: { targets: ['http://127.0.0.1:9'] } },
+      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+    });
+  });
+  afterAll(async () => {
+    if (file) removeConfig(file);
+    await redis?.stop();
+  });
+
+  it.each([
+    [['--expires-at', 'next week'], '--expires-at must be an ISO 8601 date-time with a time zone, like 2027-01-01T00:00:00Z'],
+    [['--scopes', 'users:read,not a scope'], '--scopes must be an array of at most 100 scopes like users:read'],
+  ])('an option it cannot take is named as the option, not as an HTTP field: %j', async (extra, message) => {
+    const out = await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', 'n', ...extra]);
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe(`sluice: ${message}`);
+  });
+
+  it('creates keys and lists them (the page size goes as a number)', async () => {
+    for (let i = 0; i < 3; i++) expect((await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', `k${i}`, '--json'])).code).toBe(0);
+    const listed = await runCli(['keys', 'list', '--config', file, '--json']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout.trim().split('\n')).toHaveLength(3);
+  });
+
+  it('a tier that does not exist is a plain message', async () => {
+    const out = await runCli(['keys', 'create', '--config', file, '--tier', 'gold', '--name', 'n']);
+    expect(out.code).toBe(1);
+    expect(out.stderr.trim()).toBe('sluice: Unknown tier "gold"; configured tiers: free.');
   });
 });
