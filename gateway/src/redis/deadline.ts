@@ -65,9 +65,12 @@ export class RedisDeadline {
       };
       // Silence is measured up to when the timer fired, and judged once the loop has polled: by then
       // everything Redis sent before that moment has been read, however long the loop took to get here.
+      // Time in which this process could not run (its pulse ticks came late: the machine or its own
+      // loop was busy) does not count: Redis, on the same cores, may have been kept from running too.
       const judge = (firedAt: number) => {
         if (settled) return;
-        const silentMs = firedAt - Math.max(pulse.lastAnswerAt, startedAt);
+        const quietSince = Math.max(pulse.lastAnswerAt, startedAt);
+        const silentMs = firedAt - quietSince - pulse.stalledBetween(quietSince, firedAt);
         const waitedMs = firedAt - startedAt;
         if (silentMs >= this.timeoutMs || this.client.status !== 'ready') {
           settle();
@@ -76,8 +79,8 @@ export class RedisDeadline {
           settle();
           reject(new RedisBusyError(waitedMs));
         } else {
-          // Redis answered lately: judge again once it has been quiet for timeoutMs (or at maxWaitMs).
-          const due = Math.min(Math.max(pulse.lastAnswerAt, startedAt) + this.timeoutMs, startedAt + this.maxWaitMs);
+          // Redis answered lately: judge again once it may have been quiet for timeoutMs (or at maxWaitMs).
+          const due = Math.min(firedAt + this.timeoutMs - silentMs, startedAt + this.maxWaitMs);
           timer = setTimeout(onTimer, Math.max(1, Math.ceil(due - performance.now())));
         }
       };
@@ -139,6 +142,9 @@ class Pulse {
   private count = 0;
   private timer?: NodeJS.Timeout;
   private pinging = false;
+  /** When each recent tick ran, and how late: [at, lateMs], oldest first. */
+  private readonly stalls: Array<[number, number]> = [];
+  private nextTickAt = 0;
 
   constructor(
     private readonly connection: Redis,
@@ -155,9 +161,34 @@ class Pulse {
     this.count = count;
     if (count > 0 && this.timer === undefined) {
       this.ping();
-      this.timer = setInterval(() => (this.count > 0 ? this.ping() : this.stop()), Math.max(1, this.intervalMs));
+      const interval = Math.max(1, this.intervalMs);
+      this.nextTickAt = performance.now() + interval;
+      this.timer = setInterval(() => {
+        this.noteStall(interval);
+        if (this.count > 0) this.ping();
+        else this.stop();
+      }, interval);
       this.timer.unref();
     }
+  }
+
+  /** Records how late this tick ran: the loop could not run in the meantime. Keeps a few seconds. */
+  private noteStall(interval: number): void {
+    const now = performance.now();
+    const late = now - this.nextTickAt;
+    this.nextTickAt = now + interval;
+    if (late > 1) this.stalls.push([now, late]);
+    while (this.stalls.length > 0 && this.stalls[0][0] < now - 10_000) this.stalls.shift();
+  }
+
+  /** How long, between `from` and `to`, this process was kept from running (as its late ticks saw it). */
+  stalledBetween(from: number, to: number): number {
+    let total = 0;
+    for (const [at, late] of this.stalls) {
+      if (at <= from || at - late >= to) continue;
+      total += Math.min(at, to) - Math.max(at - late, from);
+    }
+    return total;
   }
 
   answered(): void {
