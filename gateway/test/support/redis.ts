@@ -18,6 +18,7 @@ import path from 'node:path';
 import vm from 'node:vm';
 import type { StartedRedisContainer } from '@testcontainers/redis';
 import { freePort } from './ports';
+import { waitForNoProblem } from './wait';
 
 export interface TestRedis {
   url: string;
@@ -450,7 +451,7 @@ class LocalRedisCluster implements TestRedisCluster {
       '--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`),
       ...(withReplicas ? ['--cluster-replicas', '1'] : []), '--cluster-yes',
     ], TOPOLOGY_TIMEOUT_MS);
-    await waitFor('the cluster to form', TOPOLOGY_TIMEOUT_MS, () => clusterProblem(servers, servers.length));
+    await waitForNoProblem('the cluster to form', TOPOLOGY_TIMEOUT_MS, () => clusterProblem(servers, servers.length));
 
     // redis-cli chose which nodes replicate which: read it back, so that replicas[i] belongs to nodes[i].
     const view = parseClusterNodes(await redisCli(servers[0].port, 'CLUSTER', 'NODES'));
@@ -468,7 +469,7 @@ class LocalRedisCluster implements TestRedisCluster {
     await victim.kill();
     const live = this.servers.filter((s) => s.pid !== undefined);
     // The dead node stays known (flagged fail), hence servers.length.
-    await waitFor(`a replica to take over from ${victim.port}`, TOPOLOGY_TIMEOUT_MS, () =>
+    await waitForNoProblem(`a replica to take over from ${victim.port}`, TOPOLOGY_TIMEOUT_MS, () =>
       clusterProblem(live, this.servers.length),
     );
   }
@@ -587,7 +588,7 @@ export async function startSentinelGroup(): Promise<TestSentinelGroup> {
     const replica = await RedisServer.start(bin, () => ({ args: [...replicaof, ...FAST_REPLICATION] }));
     started.push(replica);
     // Sentinels find replicas in the master's INFO: let the replica attach before they start.
-    await waitFor('the replica to sync', TOPOLOGY_TIMEOUT_MS, async () =>
+    await waitForNoProblem('the replica to sync', TOPOLOGY_TIMEOUT_MS, async () =>
       (await redisCli(replica.port, 'INFO', 'replication')).includes('master_link_status:up')
         ? undefined
         : `replica ${replica.port}: link to its master is not up`,
@@ -597,7 +598,7 @@ export async function startSentinelGroup(): Promise<TestSentinelGroup> {
     );
     started.push(...sentinels);
     // Sentinels find each other through hello messages on the master, published every 2 s.
-    await waitFor('the sentinels to know the master, the replica and each other', TOPOLOGY_TIMEOUT_MS, () =>
+    await waitForNoProblem('the sentinels to know the master, the replica and each other', TOPOLOGY_TIMEOUT_MS, () =>
       sentinelProblem(sentinels, master.port, replica.port),
     );
     return new LocalSentinelGroup(master, replica, sentinels);
@@ -683,7 +684,7 @@ class LocalSentinelGroup implements TestSentinelGroup {
     const target = current.port === this.master.port ? this.replica : this.master;
     // Right after a failover the old master is still a master until the sentinels demote it (~10-20 s).
     // Promoting it then would leave two masters: wait until it replicates from the current one.
-    await waitFor(`${target.port} to replicate from ${current.port}`, DEMOTION_TIMEOUT_MS, async () => {
+    await waitForNoProblem(`${target.port} to replicate from ${current.port}`, DEMOTION_TIMEOUT_MS, async () => {
       const replication = await redisCli(target.port, 'INFO', 'replication');
       const synced = ['role:slave', `master_port:${current.port}`, 'master_link_status:up'];
       return synced.every((line) => replication.includes(line)) ? undefined : 'not a synced replica yet';
@@ -700,7 +701,7 @@ class LocalSentinelGroup implements TestSentinelGroup {
       }
       await sleep(POLL_MS);
     }
-    await waitFor(`every sentinel to report ${target.port} as master`, TOPOLOGY_TIMEOUT_MS, async () => {
+    await waitForNoProblem(`every sentinel to report ${target.port} as master`, TOPOLOGY_TIMEOUT_MS, async () => {
       const reports = await Promise.all(
         this.sentinelServers.map((s) => sentinelCommand(s.port, 'GET-MASTER-ADDR-BY-NAME') as Promise<string[]>),
       );
@@ -751,22 +752,6 @@ async function startServers(count: number, start: () => Promise<RedisServer>): P
   if (!failure) return servers;
   await Promise.all(servers.map((server) => server.stop()));
   throw failure.reason;
-}
-
-/** Polls check() until it reports no problem; throws with the last problem after timeoutMs. */
-async function waitFor(what: string, timeoutMs: number, check: () => Promise<string | undefined>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let problem: string | undefined;
-    try {
-      problem = await check();
-    } catch (err) {
-      problem = err instanceof Error ? err.message : String(err); // e.g. a node still starting up
-    }
-    if (problem === undefined) return;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${problem}`);
-    await sleep(POLL_MS);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
