@@ -5,7 +5,7 @@ import { createKeysApi } from './admin/keys-api';
 import { ConfigError, loadConfigFile } from './config/loader';
 import { restartOnlyChanges, type Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
-import { configReloads, registry, setBreakerSource } from './metrics/registry';
+import { addBreakerSource, configReloads, registry } from './metrics/registry';
 import { createLogger } from './log';
 import { TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
@@ -131,7 +131,7 @@ export async function startGateway(
     log.info({ routes: next.routes.length, upstreams: Object.keys(next.upstreams).length, tiers: Object.keys(next.tiers).length }, 'config reloaded');
     return true;
   };
-  setBreakerSource(() => runtime.upstreams.targets().map((t) => ({ upstream: t.upstream, target: t.origin, state: t.breaker.state })));
+  const removeBreakerSource = addBreakerSource(() => runtime.upstreams.readings());
   registry.setDefaultLabels(config.metrics.default_labels);
   const stopWatching = options.configFile ? watchConfigFile(options.configFile, reload) : () => undefined;
 
@@ -147,6 +147,7 @@ export async function startGateway(
       if (!finished) log.warn({ in_flight: server.requestsInFlight }, 'grace period over: closing the remaining connections');
       server.closeAllConnections();
       health.stop();
+      removeBreakerSource();
       await runtime.upstreams.close();
       await backends.close();
       admin.closeAllConnections();

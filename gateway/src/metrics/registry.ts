@@ -63,11 +63,15 @@ export interface BreakerReading {
   target: string;
   state: 'closed' | 'open' | 'half_open';
 }
-let breakerSource: () => BreakerReading[] = () => [];
+const breakerSources = new Set<() => BreakerReading[]>();
 
-/** Where the breaker gauge reads its values at scrape time (the current runtime's upstreams). */
-export function setBreakerSource(source: () => BreakerReading[]): void {
-  breakerSource = source;
+/**
+ * A running gateway's breakers, read at scrape time (its current runtime's upstreams). Returns the
+ * function that removes the source again, at shutdown.
+ */
+export function addBreakerSource(source: () => BreakerReading[]): () => void {
+  breakerSources.add(source);
+  return () => breakerSources.delete(source);
 }
 
 const BREAKER_VALUES = { closed: 0, open: 1, half_open: 2 } as const;
@@ -80,7 +84,7 @@ export const upstreamBreakerState = new Gauge({
   // Read at scrape time, so targets removed by a reload disappear with them.
   collect() {
     this.reset();
-    for (const { upstream, target, state } of breakerSource()) this.set({ upstream, target }, BREAKER_VALUES[state]);
+    for (const source of breakerSources) for (const { upstream, target, state } of source()) this.set({ upstream, target }, BREAKER_VALUES[state]);
   },
 });
 

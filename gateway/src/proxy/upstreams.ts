@@ -139,6 +139,11 @@ export class Upstreams {
     return entry;
   }
 
+  /** Each target's breaker state, for the breaker gauge. */
+  readings(): Array<{ upstream: string; target: string; state: Breaker['state'] }> {
+    return this.targets().map((t) => ({ upstream: t.upstream, target: t.origin, state: t.breaker.state }));
+  }
+
   /** Every target, for health metrics. */
   targets(): Target[] {
     return [...this.byName.values()].flatMap((entry) => entry.targets);
