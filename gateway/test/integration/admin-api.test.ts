@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { suiteStack, baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
+import { redisCli, type TestRedis } from '../support/redis';
 import { metricValue } from '../support/scenarios';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { type TestUpstream } from '../support/upstream';
 
 // The key API on a real gateway and a real Redis: every endpoint, every error code, the token, and
 // that no answer ever carries the admin token or a stored hash. The key cache TTL is a minute, so
@@ -15,36 +15,26 @@ const GRACE_MS = 2000;
 let redis: TestRedis;
 let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
 const answers: SimpleResponse[] = [];
 let admin: AdminCall;
 
-beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, rotation_grace: `${GRACE_MS}ms` },
-      store: { redis: { url: redis.url }, timeout_ms: 1000, cache: { ttl: '60s' } },
-      rate_limiting: { failed_keys: { max_attempts: 1000, per: '1m', block_for: '1s' } },
-      tiers: {
-        free: { limits: [{ requests: 5, per: '1m' }, { requests: 100, per: '1d' }], scopes: ['users:read', 'users:write'] },
-        pro: { limits: [{ requests: 600, per: '1m' }], scopes: ['*'] },
-        open: { limits: [], scopes: ['*'] },
-      },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app', scopes: ['users:read'] }],
-    }),
-  );
-  gateway = await startGateway(configFile);
-  admin = adminApi(gateway.adminUrl, ADMIN_TOKEN, answers);
-});
+const stack = suiteStack(({ redis, upstream }) =>
+  baseConfig({
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, rotation_grace: `${GRACE_MS}ms` },
+    store: { redis: { url: redis.url }, timeout_ms: 1000, cache: { ttl: '60s' } },
+    rate_limiting: { failed_keys: { max_attempts: 1000, per: '1m', block_for: '1s' } },
+    tiers: {
+      free: { limits: [{ requests: 5, per: '1m' }, { requests: 100, per: '1d' }], scopes: ['users:read', 'users:write'] },
+      pro: { limits: [{ requests: 600, per: '1m' }], scopes: ['*'] },
+      open: { limits: [], scopes: ['*'] },
+    },
+    upstreams: { app: { targets: [upstream.url] } },
+    routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app', scopes: ['users:read'] }],
+  }));
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  await redis?.stop();
-  removeConfig(configFile);
+beforeAll(() => {
+  ({ redis, upstream, gateway } = stack);
+  admin = adminApi(gateway.adminUrl, ADMIN_TOKEN, answers);
 });
 
 const call = (key: string) => send(`${gateway.url}/v1/users/ok`, { headers: { 'x-api-key': key } });

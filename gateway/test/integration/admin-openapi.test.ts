@@ -3,11 +3,10 @@ import path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import { parse } from 'yaml';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
-import { baseConfig, REPO_ROOT, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { suiteStack, baseConfig, REPO_ROOT, type TestGateway } from '../support/gateway';
 import { send, type SimpleResponse } from '../support/http';
 import { catalogue } from '../../src/errors/catalogue';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { redisCli, type TestRedis } from '../support/redis';
 
 // gateway/openapi.yaml against the live admin API: every operation is called, every answer's status
 // must be documented for its operation and its body must match the documented schema (ajv, JSON
@@ -51,32 +50,21 @@ function check(method: string, template: string, res: SimpleResponse): SimpleRes
 }
 
 let redis: TestRedis;
-let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
 let admin: AdminCall;
 
-beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
-      store: { redis: { url: redis.url }, timeout_ms: 1000 },
-      tiers: { free: { limits: [{ requests: 10, per: '1m' }], scopes: ['users:read'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app' }],
-    }),
-  );
-  gateway = await startGateway(configFile);
-  admin = adminApi(gateway.adminUrl);
-});
+const stack = suiteStack(({ redis, upstream }) =>
+  baseConfig({
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
+    store: { redis: { url: redis.url }, timeout_ms: 1000 },
+    tiers: { free: { limits: [{ requests: 10, per: '1m' }], scopes: ['users:read'] } },
+    upstreams: { app: { targets: [upstream.url] } },
+    routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app' }],
+  }));
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  await redis?.stop();
-  removeConfig(configFile);
+beforeAll(() => {
+  ({ redis, gateway } = stack);
+  admin = adminApi(gateway.adminUrl);
 });
 
 const KEY = '/v1/keys/{id}';

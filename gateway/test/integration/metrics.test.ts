@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { suiteStack, baseConfig, type TestGateway } from '../support/gateway';
 import { parseRawResponse, rawExchange, send } from '../support/http';
 import { changed, scrape, seriesKey } from '../support/metrics';
 import { closedPort } from '../support/ports';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { redisCli, type TestRedis } from '../support/redis';
 import { ADMIN_TOKEN, adminApi } from '../support/admin';
 import { catalogue } from '../../src/errors/catalogue';
 
@@ -16,51 +15,41 @@ const LIMITED = 'sk_test_metrics_limited_0000000';
 const NARROW = 'sk_test_metrics_narrow_00000000';
 
 let redis: TestRedis;
-let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
 
-beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
-  upstream = await startUpstream();
+const stack = suiteStack(async ({ redis, upstream }) => {
   const dead = await closedPort();
-  configFile = writeConfig(
-    baseConfig({
-      listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s' },
-      admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
-      store: { redis: { url: redis.url }, timeout_ms: 1000 },
-      metrics: { default_labels: { instance: 'test-replica' } },
-      trusted_proxies: ['127.0.0.1'], // so the failed-key scenarios can come from their own address
-      rate_limiting: { failed_keys: { max_attempts: 2, per: '1m', block_for: '1m' } },
-      tiers: {
-        t: { limits: [], scopes: ['*'] },
-        limited: { limits: [{ requests: 1, per: '1m' }], scopes: ['*'] },
-        narrow: { limits: [], scopes: ['a'] },
-      },
-      upstreams: {
-        app: { targets: [upstream.url], timeout_ms: 300 },
-        dead: { targets: [`http://127.0.0.1:${dead}`], breaker: { failures: 1, cooldown: '1m' } },
-      },
-      routes: [
-        { name: 'small', match: { path_prefix: '/small' }, upstream: 'app', max_body_bytes: 10 },
-        { name: 'dead', match: { path_prefix: '/dead' }, upstream: 'dead', retries: 0 },
-        { name: 'app', match: { path_prefix: '/app' }, upstream: 'app', scopes: ['b'] },
-      ],
-      keys: [
-        { name: 'k', tier: 't', key: KEY },
-        { name: 'limited', tier: 'limited', key: LIMITED },
-        { name: 'narrow', tier: 'narrow', key: NARROW },
-      ],
-    }),
-  );
-  gateway = await startGateway(configFile);
+  return baseConfig({
+    listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s' },
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
+    store: { redis: { url: redis.url }, timeout_ms: 1000 },
+    metrics: { default_labels: { instance: 'test-replica' } },
+    trusted_proxies: ['127.0.0.1'], // so the failed-key scenarios can come from their own address
+    rate_limiting: { failed_keys: { max_attempts: 2, per: '1m', block_for: '1m' } },
+    tiers: {
+      t: { limits: [], scopes: ['*'] },
+      limited: { limits: [{ requests: 1, per: '1m' }], scopes: ['*'] },
+      narrow: { limits: [], scopes: ['a'] },
+    },
+    upstreams: {
+      app: { targets: [upstream.url], timeout_ms: 300 },
+      dead: { targets: [`http://127.0.0.1:${dead}`], breaker: { failures: 1, cooldown: '1m' } },
+    },
+    routes: [
+      { name: 'small', match: { path_prefix: '/small' }, upstream: 'app', max_body_bytes: 10 },
+      { name: 'dead', match: { path_prefix: '/dead' }, upstream: 'dead', retries: 0 },
+      { name: 'app', match: { path_prefix: '/app' }, upstream: 'app', scopes: ['b'] },
+    ],
+    keys: [
+      { name: 'k', tier: 't', key: KEY },
+      { name: 'limited', tier: 'limited', key: LIMITED },
+      { name: 'narrow', tier: 'narrow', key: NARROW },
+    ],
+  });
 });
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  await redis?.stop();
-  removeConfig(configFile);
+beforeAll(() => {
+  ({ redis, gateway } = stack);
 });
 
 const get = (path: string, headers: Record<string, string> = {}) => send(`${gateway.url}${path}`, { headers });

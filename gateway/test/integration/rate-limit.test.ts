@@ -1,8 +1,8 @@
 import Redis from 'ioredis';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { suiteStack, baseConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send } from '../support/http';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { redisCli, type TestRedis } from '../support/redis';
+import { type TestUpstream } from '../support/upstream';
 
 // Rate limiting through a real gateway on a real Redis: headers, the 429 envelope, route limits and
 // costs, the IETF headers switch, and the failed-key guard.
@@ -17,43 +17,33 @@ const KEYS = {
 let redis: TestRedis;
 let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
 
-beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      store: { redis: { url: redis.url }, timeout_ms: 1000 },
-      rate_limiting: { ietf_headers: true, failed_keys: { max_attempts: 3, per: '1m', block_for: '30s' } },
-      trusted_proxies: ['127.0.0.1'],
-      tiers: {
-        small: { limits: [{ requests: 3, per: '1m' }], scopes: ['*'] },
-        multi: { limits: [{ requests: 5, per: '1s' }, { requests: 8, per: '1h' }], scopes: ['*'] },
-        routed: { limits: [{ requests: 100, per: '1m' }], scopes: ['*'] },
-        other: { limits: [{ requests: 100, per: '1m' }], scopes: ['*'] },
-      },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [
-        { name: 'search', match: { path_prefix: '/search' }, upstream: 'app', cost: 4, limits: { routed: [{ requests: 8, per: '1m' }] } },
-        { name: 'all', match: { path_prefix: '/' }, upstream: 'app' },
-      ],
-      keys: [
-        { name: 'small', tier: 'small', key: KEYS.small },
-        { name: 'multi', tier: 'multi', key: KEYS.multi },
-        { name: 'routed', tier: 'routed', key: KEYS.routed },
-        { name: 'other', tier: 'other', key: KEYS.other },
-      ],
-    }),
-  );
-  gateway = await startGateway(configFile);
-});
+const stack = suiteStack(({ redis, upstream }) =>
+  baseConfig({
+    store: { redis: { url: redis.url }, timeout_ms: 1000 },
+    rate_limiting: { ietf_headers: true, failed_keys: { max_attempts: 3, per: '1m', block_for: '30s' } },
+    trusted_proxies: ['127.0.0.1'],
+    tiers: {
+      small: { limits: [{ requests: 3, per: '1m' }], scopes: ['*'] },
+      multi: { limits: [{ requests: 5, per: '1s' }, { requests: 8, per: '1h' }], scopes: ['*'] },
+      routed: { limits: [{ requests: 100, per: '1m' }], scopes: ['*'] },
+      other: { limits: [{ requests: 100, per: '1m' }], scopes: ['*'] },
+    },
+    upstreams: { app: { targets: [upstream.url] } },
+    routes: [
+      { name: 'search', match: { path_prefix: '/search' }, upstream: 'app', cost: 4, limits: { routed: [{ requests: 8, per: '1m' }] } },
+      { name: 'all', match: { path_prefix: '/' }, upstream: 'app' },
+    ],
+    keys: [
+      { name: 'small', tier: 'small', key: KEYS.small },
+      { name: 'multi', tier: 'multi', key: KEYS.multi },
+      { name: 'routed', tier: 'routed', key: KEYS.routed },
+      { name: 'other', tier: 'other', key: KEYS.other },
+    ],
+  }));
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  await redis?.stop();
-  removeConfig(configFile);
+beforeAll(() => {
+  ({ redis, upstream, gateway } = stack);
 });
 
 const get = (path: string, key: string, from = '198.51.100.1') =>

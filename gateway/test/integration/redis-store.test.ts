@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { baseConfig, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { suiteStack, baseConfig, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send } from '../support/http';
 import { freePort } from '../support/ports';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import { redisCli, type TestRedis } from '../support/redis';
+import { type TestUpstream } from '../support/upstream';
 
 // The Redis key store end to end: keys made with the CLI, the cache, revocation, expiry, Redis
 // stopped (cached keys live on, uncached get 503), Redis emptied (marker missing), corrupt data (500).
@@ -15,25 +15,16 @@ let configFile: string;
 
 const CACHE_TTL_MS = 1000;
 
-beforeAll(async () => {
-  redis = await startRedis({ destructive: true });
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      store: { redis: { url: redis.url }, timeout_ms: 1000, cache: { ttl: `${CACHE_TTL_MS}ms` } },
-      tiers: { free: { limits: [], scopes: ['users:read'] }, pro: { limits: [], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app', scopes: ['users:read'] }],
-    }),
-  );
-  gateway = await startGateway(configFile);
-});
+const stack = suiteStack(({ redis, upstream }) =>
+  baseConfig({
+    store: { redis: { url: redis.url }, timeout_ms: 1000, cache: { ttl: `${CACHE_TTL_MS}ms` } },
+    tiers: { free: { limits: [], scopes: ['users:read'] }, pro: { limits: [], scopes: ['*'] } },
+    upstreams: { app: { targets: [upstream.url] } },
+    routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app', scopes: ['users:read'] }],
+  }));
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  await redis?.stop();
-  removeConfig(configFile);
+beforeAll(() => {
+  ({ redis, upstream, gateway, configFile } = stack);
 });
 
 async function createKey(tier = 'free', extra: string[] = []): Promise<{ id: string; key: string; tier: string; name: string }> {

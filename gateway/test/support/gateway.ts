@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
-import { startUpstream } from './upstream';
+import { startRedis, type TestRedis } from './redis';
+import { startUpstream, type TestUpstream } from './upstream';
 
 // Starts real gateway processes (the built CLI, `npm test` builds first) on free ports.
 
@@ -135,4 +136,33 @@ export async function startKeyedGateway(key: string, overrides: Record<string, u
       removeConfig(configFile);
     },
   };
+}
+
+export interface Stack {
+  redis: TestRedis;
+  upstream: TestUpstream;
+  gateway: TestGateway;
+  configFile: string;
+}
+
+/**
+ * The usual suite set-up, registered as this file's beforeAll/afterAll: a Redis of its own (Redis
+ * may be emptied), a misbehaving upstream, and a gateway whose config `config` builds from them.
+ * Read the parts from the returned object once beforeAll has run.
+ */
+export function suiteStack(config: (parts: { redis: TestRedis; upstream: TestUpstream }) => Record<string, unknown> | Promise<Record<string, unknown>>): Stack {
+  const stack = {} as Stack;
+  beforeAll(async () => {
+    stack.redis = await startRedis({ destructive: true });
+    stack.upstream = await startUpstream();
+    stack.configFile = writeConfig(await config(stack));
+    stack.gateway = await startGateway(stack.configFile);
+  });
+  afterAll(async () => {
+    await stack.gateway?.stop();
+    await stack.upstream?.close();
+    await stack.redis?.stop();
+    if (stack.configFile) removeConfig(stack.configFile);
+  });
+  return stack;
 }
