@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { formatWindow } from '../config/duration';
+import { catalogue } from '../errors/catalogue';
 import type { Config } from '../config/schema';
 import { tierWindows } from '../ratelimit/plan';
 import type { KeyEvents } from '../keys/events';
@@ -69,7 +70,7 @@ export interface KeyServiceDeps {
 
 function notFound(id: string): KeyServiceError {
   // Only a well-formed id is repeated back: whatever else was in the path might be a secret pasted by mistake.
-  return new KeyServiceError('not_found', KEY_ID_PATTERN.test(id) ? `API key with ID '${id}' does not exist` : 'The API key does not exist.');
+  return new KeyServiceError('not_found', KEY_ID_PATTERN.test(id) ? `API key with ID '${id}' does not exist` : catalogue.key_not_found.message);
 }
 
 function validationFailed(field: string, message: string): KeyServiceError {
@@ -111,7 +112,7 @@ export class KeyService {
     try {
       await this.deps.store.put(created.record);
     } catch (err) {
-      if (err instanceof KeyExistsError) throw new KeyServiceError('exists', 'An API key with this value already exists.');
+      if (err instanceof KeyExistsError) throw new KeyServiceError('exists', catalogue.key_exists.message);
       throw err;
     }
     this.audit('created', created.record.id);

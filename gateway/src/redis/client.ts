@@ -39,14 +39,8 @@ export function createRedisClient(
   }
   if (settings.db !== undefined) common.db = settings.db;
   if (settings.sentinel) {
-    return new Redis({
-      ...common,
-      name: settings.sentinel.name,
-      sentinels: settings.sentinel.sentinels.map(hostPort),
-      sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
-      // Subscribe to the sentinels' +switch-master: move to a new master at once, not on the next error.
-      failoverDetector: true,
-    });
+    // Subscribe to the sentinels' +switch-master: move to a new master at once, not on the next error.
+    return new Redis({ ...common, ...sentinelOptions(settings.sentinel), failoverDetector: true });
   }
   return new Redis(settings.url as string, common);
 }
@@ -69,15 +63,13 @@ export function createSubscriberClient(settings: RedisSettings, timeoutMs: numbe
     const node = hostPort(settings.cluster.nodes[attempt % settings.cluster.nodes.length]);
     return new Redis({ ...common, ...node, retryStrategy: (n) => (n > 3 ? null : n * 100) });
   }
-  if (settings.sentinel) {
-    return new Redis({
-      ...common,
-      name: settings.sentinel.name,
-      sentinels: settings.sentinel.sentinels.map(hostPort),
-      sentinelRetryStrategy: (n) => Math.min(n * 100, 1000),
-    });
-  }
+  if (settings.sentinel) return new Redis({ ...common, ...sentinelOptions(settings.sentinel) });
   return new Redis(settings.url as string, common);
+}
+
+/** Which master to ask the sentinels for, and how often to retry them (about once a second at most). */
+function sentinelOptions(sentinel: NonNullable<RedisSettings['sentinel']>): RedisOptions {
+  return { name: sentinel.name, sentinels: sentinel.sentinels.map(hostPort), sentinelRetryStrategy: (n) => Math.min(n * 100, 1000) };
 }
 
 /** Resolves once the client can take commands, or rejects after `waitMs`. */

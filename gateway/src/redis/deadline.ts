@@ -54,14 +54,14 @@ export class RedisDeadline {
   run<T>(key: string, call: () => Promise<T>): Promise<T> {
     const pulse = this.pulse(this.lane(key));
     const startedAt = performance.now();
-    pulse.outstanding++;
+    pulse.begin();
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout;
       const settle = () => {
         settled = true;
         clearTimeout(timer);
-        pulse.outstanding--;
+        pulse.end();
       };
       // Silence is measured up to when the timer fired, and judged once the loop has polled: by then
       // everything Redis sent before that moment has been read, however long the loop took to get here.
@@ -153,13 +153,10 @@ class Pulse {
     connection.on('error', () => undefined); // the main client reports connection errors
   }
 
-  get outstanding(): number {
-    return this.count;
-  }
-
-  set outstanding(count: number) {
-    this.count = count;
-    if (count > 0 && this.timer === undefined) {
+  /** A call to this node is under way: the pulse beats until none is. */
+  begin(): void {
+    this.count++;
+    if (this.timer === undefined) {
       this.ping();
       const interval = Math.max(1, this.intervalMs);
       this.nextTickAt = performance.now() + interval;
@@ -170,6 +167,10 @@ class Pulse {
       }, interval);
       this.timer.unref();
     }
+  }
+
+  end(): void {
+    this.count--;
   }
 
   /** Records how late this tick ran: the loop could not run in the meantime. Keeps a few seconds. */

@@ -1,7 +1,6 @@
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { startKeyedGateway, type TestGateway } from '../support/gateway';
 import { parseRawResponse, rawExchange, send } from '../support/http';
 import { changed, scrape } from '../support/metrics';
-import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
 
 // Every answer the gateway makes itself goes through one writer (pipeline/answer.ts): whichever way
@@ -10,29 +9,14 @@ import { waitFor } from '../support/wait';
 
 const KEY = 'sk_test_answers_0000000000000';
 
-let upstream: TestUpstream;
 let gateway: TestGateway;
-let configFile: string;
+let stopGateway: () => Promise<void>;
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  configFile = writeConfig(
-    baseConfig({
-      listen: { host: '127.0.0.1', port: 0, max_in_flight: 1 },
-      tiers: { t: { limits: [], scopes: ['*'] } },
-      upstreams: { app: { targets: [upstream.url] } },
-      routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
-      keys: [{ name: 'k', tier: 't', key: KEY }],
-    }),
-  );
-  gateway = await startGateway(configFile);
+  ({ gateway, stop: stopGateway } = await startKeyedGateway(KEY, { listen: { host: '127.0.0.1', port: 0, max_in_flight: 1 } }));
 });
 
-afterAll(async () => {
-  await gateway?.stop();
-  await upstream?.close();
-  removeConfig(configFile);
-});
+afterAll(() => stopGateway?.());
 
 /** The access-log lines of one request id. */
 const logLines = (requestId: string) =>
