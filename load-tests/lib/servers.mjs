@@ -37,6 +37,16 @@ export async function startBareUndici(group, upstream) {
   return { ...p, url: url(p.port) };
 }
 
+/** Baseline 3, the floor: bare undici + SHA-256 of the key + one EVALSHA of sluice's window script (floor-proxy.mjs). */
+export async function startFloor(group, upstream, redis) {
+  const p = await group.start('floor', process.execPath, [here('floor-proxy.mjs')], {
+    core: CORE.proxy,
+    env: { UPSTREAM: upstream.url, REDIS_URL: redis.url },
+    readyLine: portLine,
+  });
+  return { ...p, url: url(p.port) };
+}
+
 /** Baseline 2: http-proxy with a keep-alive agent of the same size (bare-http-proxy.mjs). */
 export async function startBareHttpProxy(group, upstream) {
   const p = await group.start('bare-http-proxy', process.execPath, [here('bare-http-proxy.mjs')], {

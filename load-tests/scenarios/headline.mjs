@@ -3,7 +3,7 @@
 // are never reached: the full path), and nginx when installed.
 import { withGroup } from '../lib/procs.mjs';
 import { fmtCommands, startRedis } from '../lib/redis.mjs';
-import { BENCH_KEY, startBareHttpProxy, startBareUndici, startNginx, startSluice, startUpstream } from '../lib/servers.mjs';
+import { BENCH_KEY, startBareHttpProxy, startBareUndici, startFloor, startNginx, startSluice, startUpstream } from '../lib/servers.mjs';
 import { fixed, int, ms, ratio, table, target, plural } from '../lib/report.mjs';
 import { runRounds } from '../lib/rounds.mjs';
 
@@ -15,30 +15,46 @@ export async function run(settings) {
     const redis = await startRedis(group);
     const undici = await startBareUndici(group, upstream);
     const httpProxy = await startBareHttpProxy(group, upstream);
+    const floor = await startFloor(group, upstream, redis);
     const sluice = await startSluice(group, { upstream, redis });
     const nginx = await startNginx(group, upstream);
 
     const cases = [
       { name: 'bare undici proxy', pid: undici.pid, load: { url: undici.url } },
       { name: 'bare http-proxy', pid: httpProxy.pid, load: { url: httpProxy.url } },
+      { name: 'floor (bare undici + SHA-256 + one EVALSHA)', pid: floor.pid, load: { url: floor.url, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] } },
       { name: 'sluice (Redis, cached key, 2 windows)', pid: sluice.pid, load: { url: sluice.url, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] }, redis, windows: 2 },
     ];
     if (nginx) cases.push({ name: `nginx (keepalive upstream)`, pid: nginx.pid, load: { url: nginx.url } });
     const results = await runRounds({ ...settings, label: 'headline' }, cases);
-    const [u, h, s] = results;
+    const [u, h, f, s] = results;
 
     const markdown = [
       `${settings.connections} connections, ${settings.seconds} s per case × ${plural(settings.rounds, 'round')} (medians), GET / → a 16-byte JSON answer.`,
       '',
       table(
-        ['case', 'req/s', 'p50 ms', 'p99 ms', '× bare undici', '× bare http-proxy', 'proxy CPU µs/req', 'load gen CPU %', 'errors', 'non-2xx'],
-        results.map((r) => [r.name, int(r.rps), ms(r.p50), ms(r.p99), ratio(r.rps, u.rps), ratio(r.rps, h.rps), fixed(r.cpuUsPerReq), fixed(r.loadCpuPct, 0), int(r.errors), int(r.non2xx)]),
+        ['case', 'req/s', 'p50 ms', 'p99 ms', '× bare undici', '× bare http-proxy', 'req/s × floor', 'proxy CPU µs/req', 'CPU × floor', 'load gen CPU %', 'errors', 'non-2xx'],
+        results.map((r) => [
+          r.name,
+          int(r.rps),
+          ms(r.p50),
+          ms(r.p99),
+          ratio(r.rps, u.rps),
+          ratio(r.rps, h.rps),
+          ratio(r.rps, f.rps),
+          fixed(r.cpuUsPerReq),
+          ratio(r.cpuUsPerReq, f.cpuUsPerReq),
+          fixed(r.loadCpuPct, 0),
+          int(r.errors),
+          int(r.non2xx),
+        ]),
       ),
       '',
       `Redis per proxied request through sluice: **${s.redis.roundTrips.toFixed(3)} round trips** (${fmtCommands(s.redis.direct)}); ` +
         `run inside the script: ${fmtCommands(s.redis.inScript)}.`,
     ].join('\n');
     const targets = [
+      target('sluice CPU per request ≤ 1.25× the floor', ratio(s.cpuUsPerReq, f.cpuUsPerReq), s.cpuUsPerReq <= 1.25 * f.cpuUsPerReq),
       target('sluice ≥ 0.85× bare undici (req/s)', ratio(s.rps, u.rps), s.rps >= 0.85 * u.rps),
       target('sluice ≥ 1.5× bare http-proxy (req/s)', ratio(s.rps, h.rps), s.rps >= 1.5 * h.rps),
       target(`sluice p99 ≤ bare undici p99 + 1 ms (${settings.connections} connections)`, `${ms(s.p99)} vs ${ms(u.p99)} + 1 ms`, s.p99 <= u.p99 + 1),

@@ -1,0 +1,40 @@
+// The floor: the bare undici proxy (bare-proxy.mjs) plus the least a rate-limited gateway must do per
+// request — SHA-256 of the key and one auto-pipelined EVALSHA of sluice's own sliding-window script
+// deciding two windows, through ioredis as the gateway uses it. sluice's full path is measured as a
+// ratio to this.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import Redis from 'ioredis';
+import { Pool } from 'undici';
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const { SLIDING_WINDOW } = require(path.join(root, process.env.SLUICE_SCRIPTS ?? 'dist/ratelimit/scripts.js'));
+
+// The open tier of the headline: two windows that are never reached.
+const WINDOWS = [
+  [1_000_000_000, 60_000],
+  [10_000_000_000, 86_400_000],
+];
+
+const redis = new Redis(process.env.REDIS_URL, { enableAutoPipelining: true, maxRetriesPerRequest: 0 });
+redis.defineCommand('slidingWindow', { lua: SLIDING_WINDOW });
+const pool = new Pool(process.env.UPSTREAM, { connections: 128 });
+
+const server = http.createServer(async (req, res) => {
+  try {
+    const id = createHash('sha256').update(String(req.headers['x-api-key'])).digest('hex');
+    const keys = WINDOWS.map(([, ms]) => `floor:rl:{${id}}:${ms}`);
+    const decision = await redis.slidingWindow(keys.length, ...keys, 1, '', ...WINDOWS.flat());
+    if (Number(decision[0]) !== 1) return void res.writeHead(429).end();
+    const upstream = await pool.request({ path: req.url, method: req.method, headers: { 'x-forwarded-for': req.socket.remoteAddress } });
+    res.writeHead(upstream.statusCode, upstream.headers);
+    upstream.body.pipe(res);
+  } catch {
+    res.writeHead(502).end();
+  }
+});
+server.keepAliveTimeout = 60_000;
+redis.once('ready', () => server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port }))));
