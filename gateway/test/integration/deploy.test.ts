@@ -1,14 +1,15 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfigFile } from '../../src/config/loader';
 import { TrustedProxies } from '../../src/http/client-address';
-import { REPO_ROOT, runCli, startGateway } from '../support/gateway';
+import { REPO_ROOT, runCli, startGateway, startKeyedGateway } from '../support/gateway';
 import { send } from '../support/http';
 import { freePort } from '../support/ports';
 import { startRedis, type TestRedis } from '../support/redis';
+import { waitFor } from '../support/wait';
 
 // The deploy artifacts, checked without Docker or a cluster: they parse, agree with each other and
 // with the gateway's config, and the packaged gateway starts with the image's own command.
@@ -321,6 +322,82 @@ describe('docker-compose', () => {
   });
 });
 
+describe('the shipped nginx.conf, run by a real nginx in front of a gateway that trusts it', () => {
+  // The file as shipped; only what cannot be the same outside compose is replaced: the replicas'
+  // names and ports, the two listen ports, and where a non-root-style run keeps its pid and temp files.
+  const KEY = 'sk_test_nginx_0123456789abcdef';
+  let keyed: Awaited<ReturnType<typeof startKeyedGateway>>;
+  let nginx: ChildProcess | undefined;
+  let dir: string;
+  let port: number;
+  let healthPort: number;
+  beforeAll(async () => {
+    expect(hasCommand('nginx')).toBe(true); // apt-get install nginx
+    keyed = await startKeyedGateway(KEY, {
+      trusted_proxies: ['127.0.0.1'],
+      rate_limiting: { failed_keys: { max_attempts: 5, per: '1m', block_for: '1m' } },
+    });
+    dir = mkdtempSync(path.join(tmpdir(), 'sluice-nginx-'));
+    [port, healthPort] = [await freePort(), await freePort()];
+    const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/${t};`).join('\n');
+    const conf = readFileSync(repo('deploy/nginx/nginx.conf'), 'utf8')
+      .replace(/server gateway-\d+:\d+/g, `server 127.0.0.1:${keyed.gateway.port}`)
+      .replace('listen 8080;', `listen 127.0.0.1:${port};`)
+      .replace('listen 8081;', `listen 127.0.0.1:${healthPort};`)
+      .replace(/^http \{/m, `http {\n${temp}\n  access_log off;`);
+    writeFileSync(path.join(dir, 'nginx.conf'), conf);
+    nginx = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log'), '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: 'ignore' });
+    await waitFor(async () => (await send(`http://127.0.0.1:${healthPort}/healthz`)).status === 200, 10_000, { what: 'nginx listening' });
+  }, 30_000);
+  afterAll(async () => {
+    if (nginx?.pid) {
+      const exited = new Promise((resolve) => nginx!.once('exit', resolve));
+      nginx.kill('SIGTERM');
+      await exited;
+    }
+    await keyed?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers its own /healthz without a key, on the port the compose healthcheck asks', async () => {
+    const res = await send(`http://127.0.0.1:${healthPort}/healthz`);
+    expect(res.status).toBe(200);
+    expect(keyed.upstream.requests).toHaveLength(0);
+  });
+
+  it('passes the address of the connection, never a client\'s forged X-Real-IP, X-Forwarded-For or Forwarded, and the host with its port', async () => {
+    keyed.upstream.reset();
+    const res = await send(`http://127.0.0.1:${port}/v1/users/ok`, {
+      headers: {
+        'x-api-key': KEY,
+        'x-real-ip': '6.6.6.6',
+        'x-forwarded-for': '6.6.6.6',
+        forwarded: 'for=6.6.6.6;proto=https',
+        'x-forwarded-host': 'evil.example',
+        'x-forwarded-proto': 'https',
+      },
+    });
+    expect(res.status).toBe(200);
+    const seen = keyed.upstream.requests[0].headers;
+    expect(JSON.stringify(seen)).not.toContain('6.6.6.6');
+    expect(seen['x-real-ip']).toBe('127.0.0.1');
+    expect(seen.forwarded).toBeUndefined();
+    expect(seen['x-forwarded-for']).toBe('127.0.0.1, 127.0.0.1'); // nginx's client, then nginx itself (the gateway's peer)
+    expect(seen['x-forwarded-host']).toBe(`127.0.0.1:${port}`);
+    expect(seen['x-forwarded-proto']).toBe('http');
+  });
+
+  it('a client rotating its own X-Forwarded-For is still counted by the failed-key guard as one address', async () => {
+    const statuses: number[] = [];
+    for (let i = 1; i <= 8; i++) {
+      const res = await send(`http://127.0.0.1:${port}/v1/users/ok`, { headers: { 'x-api-key': `sk_bad_${i}_0123456789abcdef`, 'x-forwarded-for': `203.0.113.${i}` } });
+      statuses.push(res.status);
+    }
+    expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
+    expect(statuses.slice(5)).toEqual([429, 429, 429]);
+  });
+});
+
 describe('Dockerfile', () => {
   const dockerfile = readFileSync(repo('deploy/Dockerfile'), 'utf8');
   const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -365,6 +442,7 @@ describe('the image contents, without Docker', () => {
     expect(existsSync(path.join(installed, 'jest'))).toBe(false);
     expect(existsSync(path.join(installed, 'typescript'))).toBe(false);
     const cli = path.join(installed, 'sluice/dist/cli.js');
+    expect(spawnSync(process.execPath, [cli, '--version'], { encoding: 'utf8' }).stdout.trim()).toBe(PACKAGE_VERSION);
 
     // The compose config, on free ports, against a test Redis: the same file the image would mount.
     const config = readFileSync(repo('deploy/compose/gateway.yaml'), 'utf8')
