@@ -26,7 +26,7 @@ export function unreceivableMethod(method: string): string | undefined {
   if (RECEIVABLE_METHODS.has(method.toUpperCase())) {
     return `methods are case-sensitive (RFC 9110): write '${method.toUpperCase()}' ('${method}' is refused by the HTTP parser)`;
   }
-  return `'${method}' can never reach a route: the HTTP parser refuses methods other than ${[...RECEIVABLE_METHODS].join(', ')} (with 400)`;
+  return `'${method}' can never reach a route: Node's HTTP parser answers methods it does not know (http.METHODS) with 400`;
 }
 
 /** Why a route may not name this method, given the config's allow_custom_methods, or undefined. */

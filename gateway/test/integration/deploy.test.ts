@@ -46,6 +46,9 @@ function hasCommand(name: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
 }
 
+/** Debian puts nginx in /usr/sbin, which a non-root PATH may lack. */
+const NGINX = ['nginx', '/usr/sbin/nginx'].find(hasCommand);
+
 describe('every artifact parses', () => {
   const yamlFiles = [...filesUnder(repo('k8s'), /\.ya?ml$/), ...filesUnder(repo('deploy'), /\.ya?ml$/), repo('docker-compose.yml')];
   it.each(yamlFiles.map((f) => path.relative(REPO_ROOT, f)))('%s', (file) => {
@@ -332,7 +335,7 @@ describe('the shipped nginx.conf, run by a real nginx in front of a gateway that
   let port: number;
   let healthPort: number;
   beforeAll(async () => {
-    expect(hasCommand('nginx')).toBe(true); // apt-get install nginx
+    expect(NGINX).toBeDefined(); // apt-get install nginx-light
     keyed = await startKeyedGateway(KEY, {
       trusted_proxies: ['127.0.0.1'],
       rate_limiting: { failed_keys: { max_attempts: 5, per: '1m', block_for: '1m' } },
@@ -346,7 +349,7 @@ describe('the shipped nginx.conf, run by a real nginx in front of a gateway that
       .replace('listen 8081;', `listen 127.0.0.1:${healthPort};`)
       .replace(/^http \{/m, `http {\n${temp}\n  access_log off;`);
     writeFileSync(path.join(dir, 'nginx.conf'), conf);
-    nginx = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log'), '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: 'ignore' });
+    nginx = spawn(NGINX!, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log'), '-g', `daemon off; master_process off; pid ${dir}/nginx.pid;`], { stdio: 'ignore' });
     await waitFor(async () => (await send(`http://127.0.0.1:${healthPort}/healthz`)).status === 200, 10_000, { what: 'nginx listening' });
   }, 30_000);
   afterAll(async () => {
