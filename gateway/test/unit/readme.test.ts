@@ -35,6 +35,13 @@ describe('README names files that exist', () => {
   });
 });
 
+describe('README npm commands exist', () => {
+  const scripts = Object.keys((JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts);
+  const named = [...new Set([...readme.matchAll(/\bnpm (?:run ([a-z0-9:_-]+)|(start|test)\b)/g)].map((m) => m[1] ?? m[2]))];
+
+  it.each(named)('npm run %s', (name) => expect(scripts).toContain(name));
+});
+
 describe('README sluice commands exist, with the options they use', () => {
   const cli = path.join(REPO_ROOT, 'dist/cli.js');
   const lines = [...readme.matchAll(/(?:npx sluice|node dist\/cli\.js)((?: [^\n#]*)?)/g)].map((m) => m[1].trim());
