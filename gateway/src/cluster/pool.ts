@@ -57,6 +57,8 @@ export class WorkerPool {
     const worker = cluster.fork();
     const state: WorkerState = { worker, startedAt: Date.now(), listening: false, notReady: undefined };
     this.states.set(worker.id, state);
+    // A send to a worker that just died fails here; its exit is handled below, in onExit.
+    worker.on('error', (err: Error) => this.log.warn({ worker: worker.id, err: err.message }, 'IPC with a worker failed'));
     worker.on('message', (message: unknown) => {
       if (isOurs<WorkerMessage>(message)) this.onMessage(state, message);
     });
