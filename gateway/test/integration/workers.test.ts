@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { ADMIN_TOKEN, adminApi, createKey } from '../support/admin';
@@ -155,6 +156,14 @@ describe('serve --workers 2', () => {
   });
 
   it('reloads every worker on SIGHUP to the primary (a new route answers on all of them)', async () => {
+    // SIGHUP alone (the file unchanged, so the watcher has nothing to see): each worker reloads once.
+    const workerReloads = () => logLines().filter((l) => l.msg === 'config reloaded' && l.worker !== undefined).length;
+    const reloadedBefore = workerReloads();
+    gateway.process.kill('SIGHUP');
+    await waitFor(() => workerReloads() === reloadedBefore + 2, 5000, { what: 'two worker reloads after SIGHUP' });
+
+    const primaryReloads = () => logLines().filter((l) => l.msg === 'config reloaded; every worker reloads it').length;
+    const primaryBefore = primaryReloads();
     const before = await scrape(gateway.adminUrl);
     writeFileSync(configFile, stringify(gatewayConfig([{ name: 'added', match: { path_prefix: '/added' }, upstream: 'app' }])));
     gateway.process.kill('SIGHUP');
@@ -168,10 +177,44 @@ describe('serve --workers 2', () => {
     expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
     // Counted once per reload of this replica (the primary's), however many workers applied it. The file
     // watcher may have seen the change as well as SIGHUP: count the primary's reloads from its log.
-    const primaryReloads = logLines().filter((l) => l.msg === 'config reloaded; every worker reloads it').length;
-    expect(primaryReloads).toBeGreaterThanOrEqual(1);
-    const reloads = changed(before, await scrape(gateway.adminUrl), 'sluice_config_reloads_total');
-    expect(reloads).toEqual({ [seriesKey('sluice_config_reloads_total', { result: 'ok' })]: primaryReloads });
+    expect(primaryReloads()).toBeGreaterThan(primaryBefore);
+    const ok = seriesKey('sluice_config_reloads_total', { result: 'ok' });
+    let reloads: Record<string, number> = {};
+    await waitFor(
+      async () => {
+        const counted = primaryReloads() - primaryBefore; // the watcher may reload during the scrape
+        reloads = changed(before, await scrape(gateway.adminUrl), 'sluice_config_reloads_total');
+        return reloads[ok] === counted && counted === primaryReloads() - primaryBefore;
+      },
+      5000,
+      { what: 'the reload counted once per reload' },
+    ).catch(() => undefined);
+    expect(reloads).toEqual({ [ok]: primaryReloads() - primaryBefore });
+  });
+
+  it('reloads every worker when the file changes: one watcher, in the primary', async () => {
+    const reloadsBy = () => {
+      const counts = new Map<string, number>();
+      for (const l of logLines().filter((l) => l.msg === 'config reloaded' || l.msg === 'config reloaded; every worker reloads it')) {
+        const who = l.worker === undefined ? 'primary' : `worker ${l.worker}`;
+        counts.set(who, (counts.get(who) ?? 0) + 1);
+      }
+      return counts;
+    };
+    // The previous test's change may still be picked up by the watcher (it polls once a second).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const primaryBefore = reloadsBy().get('primary') ?? 0;
+    writeFileSync(configFile, stringify(gatewayConfig([{ name: 'watched', match: { path_prefix: '/watched' }, upstream: 'app' }])));
+    await waitFor(() => [...reloadsBy().values()].length === 3 && [...reloadsBy().values()].every((n) => n === primaryBefore + 1), 5000, {
+      what: 'the primary and both workers reloaded once more',
+    });
+    await burst('watched', 20, '/watched/ok');
+    const lines = logLines().filter((l) => l.msg === 'request' && l.request_id?.startsWith('watched-'));
+    expect(new Set(lines.map((l) => l.route))).toEqual(new Set(['watched']));
+    expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+    // Workers reload only when told: as many times as the primary, never on their own.
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // a watcher of their own would have fired by now
+    expect([...reloadsBy().values()]).toEqual([primaryBefore + 1, primaryBefore + 1, primaryBefore + 1]);
   });
 
   it('is ready only while every worker is: a store without its marker makes all of them not ready', async () => {
@@ -208,6 +251,39 @@ describe('serve --workers 2', () => {
     // The new worker serves too.
     await burst('replaced', 20);
     expect(workersThatAnswered('replaced-').size).toBe(2);
+  });
+
+  it('backs off when replacements keep dying, and serves on two workers again', async () => {
+    const exits = () => logLines().filter((l) => l.msg === 'worker exited; starting a new one');
+    for (let i = 0; i < 2; i++) {
+      const before = exits().length;
+      process.kill(livePids().at(-1)!, 'SIGKILL'); // the newest: it has lived less than 10 s
+      await waitFor(() => exits().length === before + 1, 5000, { what: 'the exit logged' });
+      await waitFor(() => livePids().length === 2, 15_000, { what: 'a replacement started' });
+    }
+    const delays = exits().map((l) => l.restart_in_ms as number);
+    expect(delays).toHaveLength(3);
+    expect(delays[2]).toBeGreaterThanOrEqual(2 * delays[0]);
+    await waitFor(async () => (await readyz()).status === 200, 15_000, { what: 'ready again' });
+    await burst('after-backoff', 20);
+    expect(workersThatAnswered('after-backoff-').size).toBe(2);
+  });
+
+  it('does not start when a worker cannot listen (exit 1, every process gone)', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    const file = writeConfig({ ...gatewayConfig(), listen: { host: '127.0.0.1', port } });
+    try {
+      // runCli resolves once stdout closes: when the workers (which share it) are gone too.
+      const result = await runCli(['serve', '--config', file, '--workers', '2']);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain('a worker failed to start');
+      expect(result.stdout + result.stderr).toContain('EADDRINUSE');
+    } finally {
+      taken.close();
+      removeConfig(file);
+    }
   });
 
   it('drains on SIGTERM: not ready at once, the request in flight completes, every process exits 0', async () => {
