@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
 import { backupHeader, parseBackup } from './admin/backup';
@@ -11,7 +12,6 @@ import { formatWindow } from './config/duration';
 import { startGateway } from './main';
 import { connectKeyStore, openRedisKeyStore } from './backends';
 import { createLogger } from './log';
-import cluster from 'node:cluster';
 import { runPrimary } from './cluster/primary';
 import { runWorker } from './cluster/worker';
 import { parseWorkers, workersProblem } from './cluster/workers';
