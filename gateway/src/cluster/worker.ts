@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import type { Config } from '../config/schema';
 import { createLogger } from '../log';
-import { startGateway } from '../main';
+import { startGateway, type RunningGateway } from '../main';
 import { registry } from '../metrics/registry';
 import { isOurs, type PrimaryMessage, type WorkerMessage } from './messages';
 
@@ -20,33 +20,43 @@ function tell(message: WorkerMessage): void {
  */
 export async function runWorker(configFile: string, config: Config): Promise<void> {
   const log = createLogger(config.log.level).child({ worker: cluster.worker!.id, pid: process.pid });
-  const gateway = await startGateway(config, log, { configFile, worker: true });
-  tell({ type: 'sluice:listening', port: gateway.port });
-
+  // Listening before the first await (so before any IPC message is read): a drain or reload asked
+  // while this worker still starts is not lost, and a scrape meanwhile gets its (empty) metrics.
+  let gateway: RunningGateway | undefined;
+  const asked = { drain: false, reload: false };
   let told: string | null | undefined;
   const reportReadiness = () => {
-    const reason = gateway.notReadyReason();
-    if (reason !== told) tell({ type: 'sluice:readiness', reason: (told = reason) });
+    const reason = gateway?.notReadyReason();
+    if (reason !== undefined && reason !== told) tell({ type: 'sluice:readiness', reason: (told = reason) });
   };
-  reportReadiness();
-  setInterval(reportReadiness, READINESS_CHECK_MS).unref();
-
   const drain = () => {
-    const done = gateway.shutdown().then(() => process.exit(0));
+    asked.drain = true;
+    if (!gateway) return;
+    void gateway.shutdown().then(() => process.exit(0));
     reportReadiness(); // draining from now on
-    return done;
+  };
+  const reload = () => {
+    if (gateway) gateway.reload();
+    else asked.reload = true; // it read the file before this change: read it again once started
   };
   process.on('message', (message: unknown) => {
     if (!isOurs<PrimaryMessage>(message)) return;
-    if (message.type === 'sluice:reload') gateway.reload();
-    else if (message.type === 'sluice:drain') void drain();
+    if (message.type === 'sluice:reload') reload();
+    else if (message.type === 'sluice:drain') drain();
     else if (message.type === 'sluice:metrics') {
       void registry.getMetricsAsJSON().then((metrics) => tell({ type: 'sluice:metrics', id: message.id, metrics }));
     }
   });
   // Ctrl-C in a terminal signals the whole process group: drain as the primary asks the others to.
-  process.once('SIGTERM', () => void drain());
-  process.once('SIGINT', () => void drain());
+  process.once('SIGTERM', drain);
+  process.once('SIGINT', drain);
   // A hang-up reaches the primary too, which tells every worker to reload once.
   process.on('SIGHUP', () => undefined);
+
+  gateway = await startGateway(config, log, { configFile, worker: true });
+  tell({ type: 'sluice:listening', port: gateway.port });
+  reportReadiness();
+  setInterval(reportReadiness, READINESS_CHECK_MS).unref();
+  if (asked.reload) gateway.reload();
+  if (asked.drain) drain();
 }

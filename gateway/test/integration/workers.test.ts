@@ -299,6 +299,24 @@ describe('serve --workers 2', () => {
   });
 });
 
+describe('serve --workers 2, drained while a worker starts', () => {
+  it('drains a worker forked just before SIGTERM too: exit 0, nothing killed', async () => {
+    const second = await startGateway(configFile, process.env, 30_000, undefined, ['--workers', '2']);
+    try {
+      const lines = () => second.output.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine);
+      const started = () => lines().filter((l) => l.msg === 'worker started');
+      process.kill(started()[0].pid!, 'SIGKILL');
+      await waitFor(() => started().length === 3, 5000, { what: 'a replacement forked' });
+      second.process.kill('SIGTERM'); // while the replacement still loads
+      expect(await second.exited).toBe(0);
+      const stopped = lines().filter((l) => l.msg === 'stopped' && l.worker !== undefined).map((l) => l.pid);
+      expect(stopped).toContain(started()[2].pid);
+    } finally {
+      await second.stop('SIGKILL');
+    }
+  }, 30_000);
+});
+
 describe('--workers refused where it cannot work', () => {
   let embedded: string;
   let withRedis: string;
