@@ -1,5 +1,5 @@
 // The load-test harness (issue 7): `npm run bench` (full, ~15 min) or `npm run bench -- --quick` (~1.5 min).
-//   node load-tests/bench.mjs [--quick] [--only headline,many-keys,rejections,large-bodies,soak]
+//   node load-tests/bench.mjs [--quick] [--only headline,many-keys,rejections,large-bodies,soak,workers]
 //                             [--tool wrk|autocannon] [--rounds N] [--seconds N] [--connections N]
 // Runs each scenario (scenarios/*.mjs) with its own processes, prints one progress line per case per
 // round on stderr, prints the tables, and writes load-tests/RESULTS.md. Needs a built dist/ (npm run
@@ -20,8 +20,9 @@ import * as manyKeys from './scenarios/many-keys.mjs';
 import * as rejections from './scenarios/rejections.mjs';
 import * as largeBodies from './scenarios/large-bodies.mjs';
 import * as soak from './scenarios/soak.mjs';
+import * as workers from './scenarios/workers.mjs';
 
-const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak };
+const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak, workers };
 
 const { values } = parseArgs({
   options: {

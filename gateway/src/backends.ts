@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config } from './config/schema';
+import type { Config, RedisConfig } from './config/schema';
 import { createLogger } from './log';
 import { FailedKeyGuard } from './ratelimit/failed-key-guard';
 import { LocalKeyEvents, type KeyEvents } from './keys/events';
@@ -56,12 +56,8 @@ export function openBackends(config: Config, log: Logger): Backends {
       close: () => limiter.close(),
     };
   }
-  const client: RedisClient = createRedisClient(settings, redisTimeouts(config));
-  logConnectionErrors(client, log);
+  const { client, deadline, keyStore, keyEvents } = openRedisKeyParts(config, settings, log);
   const prefix = settings.key_prefix;
-  const deadline = new RedisDeadline(client, config.store.timeout_ms, config.store.max_wait_ms);
-  const keyStore = new RedisKeyStore(client, prefix, deadline);
-  const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
   heartbeat.start();
   const limiter = new ResilientLimiter(new RedisLimiter(client, prefix, deadline), new MemoryLimiter(), {
@@ -81,6 +77,45 @@ export function openBackends(config: Config, log: Logger): Backends {
       deadline.close();
       await heartbeat.stop();
       await keyStore.close(); // closes the shared client last
+    },
+  };
+}
+
+/** One Redis client (its errors logged) with the key store and key-change events on it. */
+function openRedisKeyParts(config: Config, settings: RedisConfig, log: Logger) {
+  const client: RedisClient = createRedisClient(settings, redisTimeouts(config));
+  logConnectionErrors(client, log);
+  const deadline = new RedisDeadline(client, config.store.timeout_ms, config.store.max_wait_ms);
+  const keyStore = new RedisKeyStore(client, settings.key_prefix, deadline);
+  const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
+  return { client, deadline, keyStore, keyEvents };
+}
+
+/** What the primary of `serve --workers N` needs for the key API it serves on the admin port. */
+export interface KeyApiBackends {
+  readonly keyStore: KeyStore;
+  readonly keyEvents: KeyEvents;
+  /** Reads keys' usage (cost 0); never limits a request. */
+  readonly limiter: Limiter;
+  close(): Promise<void>;
+}
+
+/**
+ * The primary's own Redis clients: it is a replica of the key store (the key API), not of the request
+ * path, so it neither beats as a replica nor subscribes to key events (it has no key cache).
+ */
+export function openKeyApiBackends(config: Config, log: Logger): KeyApiBackends {
+  const settings = config.store.redis;
+  if (!settings) throw new Error('no store.redis in this config');
+  const { client, deadline, keyStore, keyEvents } = openRedisKeyParts(config, settings, log);
+  return {
+    keyStore,
+    keyEvents,
+    limiter: new RedisLimiter(client, settings.key_prefix, deadline),
+    close: async () => {
+      await keyEvents.close();
+      deadline.close();
+      await keyStore.close(); // closes the client
     },
   };
 }

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
 import { backupHeader, parseBackup } from './admin/backup';
@@ -12,6 +13,9 @@ import { startGateway } from './main';
 import { connectKeyStore, openRedisKeyStore } from './backends';
 import { createLogger } from './log';
 import { packageVersion } from './version';
+import { runPrimary } from './cluster/primary';
+import { runWorker } from './cluster/worker';
+import { parseWorkers, workersProblem } from './cluster/workers';
 
 /** Loads and validates a config, or prints every problem with its path and exits 1. */
 function loadConfigOrExit(file: string): Config {
@@ -81,12 +85,27 @@ const program = new Command()
   .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
+/** `--workers` as a number, or exits 1 saying why this config cannot have that many. */
+function workersOrExit(text: string, config: Config): number {
+  const workers = parseWorkers(text);
+  if (workers === undefined) fail(`--workers must be a whole number from 1 or "auto", not "${text}"`);
+  const problem = workersProblem(config, workers);
+  if (problem) fail(problem);
+  return workers;
+}
+
+const WORKERS_HELP = 'processes sharing the public port (node:cluster), "auto" = one per core; more than 1 needs store.redis';
+
 program
   .command('serve')
   .description('start a gateway replica')
   .requiredOption('-c, --config <file>', 'gateway YAML config')
-  .action(async (opts: { config: string }) => {
+  .option('-w, --workers <n|auto>', WORKERS_HELP, '1')
+  .action(async (opts: { config: string; workers: string }) => {
     const config = loadConfigOrExit(opts.config);
+    const workers = workersOrExit(opts.workers, config);
+    // Each worker runs this same command (cluster.fork): the primary forks, the workers serve.
+    if (workers > 1) return cluster.isPrimary ? runPrimary(opts.config, config, workers) : runWorker(opts.config, config);
     const gateway = await startGateway(config, createLogger(config.log.level), { configFile: opts.config });
     process.on('SIGHUP', () => gateway.reload());
     const stop = (signal: string) => {
@@ -101,8 +120,10 @@ const configCommand = program.command('config').description('work with config fi
 configCommand
   .command('check <file>')
   .description('validate a config file; exits 0 when valid, 1 with each problem otherwise')
-  .action((file: string) => {
-    loadConfigOrExit(file);
+  .option('-w, --workers <n|auto>', `also check it can run with this many workers (${WORKERS_HELP})`)
+  .action((file: string, opts: { workers?: string }) => {
+    const config = loadConfigOrExit(file);
+    if (opts.workers !== undefined) workersOrExit(opts.workers, config);
     console.log(`${file}: OK`);
   });
 

@@ -1,3 +1,4 @@
+import type http from 'node:http';
 import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
 import { KeyService } from './admin/key-service';
@@ -20,6 +21,7 @@ import { KeyExistsError, type KeyStore } from './keys/types';
 
 export interface RunningGateway {
   readonly port: number;
+  /** 0 in a worker of `serve --workers N`: its primary serves the admin port. */
   readonly adminPort: number;
   readonly store: KeyStore;
   readonly log: Logger;
@@ -27,6 +29,18 @@ export interface RunningGateway {
   shutdown(): Promise<void>;
   /** Re-reads the config file (SIGHUP); false when it was refused and the running config stays. */
   reload(): boolean;
+  /** Null when ready, else why not (what /readyz shows). */
+  notReadyReason(): string | null;
+}
+
+export interface StartOptions {
+  /** The file to re-read on reload, and (outside a worker) to watch. */
+  configFile?: string;
+  /**
+   * A worker of `serve --workers N` (cluster/worker.ts): the primary serves the admin port and
+   * watches the config file, so the worker opens neither.
+   */
+  worker?: boolean;
 }
 
 
@@ -69,13 +83,25 @@ function notReadyReason(draining: boolean, store: StoreState, policy: Config['fa
   return null;
 }
 
+/** The config file read again for a reload; undefined (counted, logged) when it is refused. */
+export function loadForReload(file: string, log: Logger): Config | undefined {
+  try {
+    return loadConfigFile(file);
+  } catch (err) {
+    configReloads.inc({ result: 'failed' });
+    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+    log.error({ problems }, 'config reload refused: the running config stays');
+    return undefined;
+  }
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Wiring only: store, runtime, public and admin listeners, health watch, reload, drain. */
 export async function startGateway(
   config: Config,
   log: Logger = createLogger(config.log.level),
-  options: { configFile?: string } = {},
+  options: StartOptions = {},
 ): Promise<RunningGateway> {
   const backends = openBackends(config, log);
   const store = backends.keyStore;
@@ -94,34 +120,23 @@ export async function startGateway(
   const server = new GatewayServer(() => runtime);
   backends.keyEvents.listen(keyCache); // a key changed on any replica: drop it here too
   const keyService = new KeyService({ store, events: backends.keyEvents, limiter: backends.limiter, config: () => runtime.config, log });
-  const admin = createAdminServer(
-    { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) },
-    createKeysApi({ service: keyService, token: config.admin.token, log }),
-  );
+  const readiness = { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) };
+  const admin = options.worker ? undefined : createAdminServer(readiness, createKeysApi({ service: keyService, token: config.admin.token, log }));
   await health.check();
   health.start();
 
   const port = await server.listen(config.listen.host, config.listen.port);
-  const adminPort = await new Promise<number>((resolve, reject) => {
-    admin.once('error', reject);
-    admin.listen(config.admin.port, config.admin.host, () => resolve((admin.address() as { port: number }).port));
-  });
-  log.info({ host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: store.kind }, 'sluice listening');
+  const adminPort = admin ? await listenAdmin(admin, config) : 0;
+  if (admin) log.info({ host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: store.kind }, 'sluice listening');
+  else log.info({ host: config.listen.host, port, store: store.kind }, 'worker listening');
 
   // Hot reload: a new runtime (routes, upstreams, tiers, limits) for new requests; requests in flight
   // finish on the one they started with. Upstreams whose settings did not change keep their pools and
   // breakers; the others' pools close once their requests are done.
   const reload = (): boolean => {
     if (!options.configFile) return false;
-    let next: Config;
-    try {
-      next = loadConfigFile(options.configFile);
-    } catch (err) {
-      configReloads.inc({ result: 'failed' });
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
-      log.error({ problems }, 'config reload refused: the running config stays');
-      return false;
-    }
+    const next = loadForReload(options.configFile, log);
+    if (!next) return false;
     const restartOnly = restartOnlyChanges(runtime.config, next);
     if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
     const previous = runtime;
@@ -134,7 +149,7 @@ export async function startGateway(
   };
   const removeBreakerSource = addBreakerSource(() => runtime.upstreams.readings());
   registry.setDefaultLabels(config.metrics.default_labels);
-  const stopWatching = options.configFile ? watchConfigFile(options.configFile, reload) : () => undefined;
+  const stopWatching = options.configFile && !options.worker ? watchConfigFile(options.configFile, reload) : () => undefined;
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () =>
@@ -151,10 +166,22 @@ export async function startGateway(
       removeBreakerSource();
       await runtime.upstreams.close();
       await backends.close();
-      admin.closeAllConnections();
-      await new Promise((resolve) => admin.close(resolve));
+      if (admin) await closeAdmin(admin);
       log.info('stopped');
     })());
 
-  return { port, adminPort, store, log, shutdown, reload };
+  return { port, adminPort, store, log, shutdown, reload, notReadyReason: readiness.notReadyReason };
+}
+
+/** Listens on the configured admin host and port; resolves with the port (admin.port 0: a free one). */
+export function listenAdmin(admin: http.Server, config: Config): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    admin.once('error', reject);
+    admin.listen(config.admin.port, config.admin.host, () => resolve((admin.address() as { port: number }).port));
+  });
+}
+
+export async function closeAdmin(admin: http.Server): Promise<void> {
+  admin.closeAllConnections();
+  await new Promise((resolve) => admin.close(resolve));
 }

@@ -3,7 +3,7 @@
 // Every process is registered in a group; `group.stop()` ends them at the end of a scenario (also when
 // it failed), and an exit hook SIGKILLs whatever is still alive if the harness itself dies.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -29,6 +29,30 @@ export function cpuMicros(pid) {
   // The command name (field 2) may hold spaces; fields after it are fixed: utime is 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+/** A process's live descendants (children first), from /proc/<pid>/task/<tid>/children. */
+export function descendants(pid) {
+  const kids = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      kids.push(...readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+    }
+  } catch {
+    return []; // it just exited
+  }
+  return kids.flatMap((kid) => [kid, ...descendants(kid)]);
+}
+
+/** cpuMicros of a process and its live descendants (sluice --workers N: the primary and its workers). */
+export function treeCpuMicros(pid) {
+  return [pid, ...descendants(pid)].reduce((sum, p) => {
+    try {
+      return sum + cpuMicros(p);
+    } catch {
+      return sum; // exited between the listing and the read
+    }
+  }, 0);
 }
 
 /** Resident set size in bytes. */

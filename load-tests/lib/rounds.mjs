@@ -1,7 +1,7 @@
 // Runs a scenario's cases alternately — A B C, A B C, … — so that machine noise (another process, a
 // thermal dip, the page cache) lands on every case alike, and summarises each case over its rounds.
 import { runLoad } from './load.mjs';
-import { cpuMicros } from './procs.mjs';
+import { cpuMicros, treeCpuMicros } from './procs.mjs';
 import { commandStats, perRequest, statsDelta } from './redis.mjs';
 
 export const median = (xs) => {
@@ -11,7 +11,8 @@ export const median = (xs) => {
 };
 
 /**
- * cases: [{ name, pid (the process whose CPU is charged), load: { url, requests?, keysFile? },
+ * cases: [{ name, pid (the process whose CPU is charged; with tree: true, it and its descendants),
+ *           load: { url, requests?, keysFile? },
  *           redis? (count its commands), windows? (rate-limit windows per request, default 2) }]
  * settings: { tool, rounds, seconds, warmup, connections, label }
  * Returns per case: { name, rps, p50, p99 (medians over rounds), requests, errors, non2xx, bytesPerSec, bytesPerReq,
@@ -26,10 +27,11 @@ export async function runRounds(settings, cases, { rounds = settings.rounds, con
   const acc = new Map(cases.map((c) => [c, { rps: [], p50: [], p99: [], requests: 0, seconds: 0, errors: 0, non2xx: 0, bytes: 0, cpuUs: 0, loadCpuUs: 0, redis: {} }]));
   for (let round = 1; round <= rounds; round++) {
     for (const c of cases) {
-      const cpuBefore = cpuMicros(c.pid);
+      const cpu = c.tree ? treeCpuMicros : cpuMicros;
+      const cpuBefore = cpu(c.pid);
       const redisBefore = c.redis ? await commandStats(c.redis) : null;
       const r = await runLoad(tool, { ...c.load, connections, seconds });
-      const cpuUs = cpuMicros(c.pid) - cpuBefore;
+      const cpuUs = cpu(c.pid) - cpuBefore;
       const a = acc.get(c);
       if (redisBefore) {
         for (const [name, calls] of Object.entries(statsDelta(redisBefore, await commandStats(c.redis)))) a.redis[name] = (a.redis[name] ?? 0) + calls;

@@ -122,8 +122,9 @@ export const OPEN_TIER = { limits: [{ requests: 1_000_000_000, per: '1m' }, { re
  * sluice with a Redis store. `config` is merged over the base: a route `/` to the upstream, the
  * open tier `bench` and the seed key BENCH_KEY. Access log off (log level warn), no drain delay.
  * Waits until the admin /readyz answers 200 and the seed key gets a 200 through the proxy.
+ * `args`: more `serve` arguments (`--workers 2`); `core`: what taskset pins it to (default the proxy's core).
  */
-export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice', nodeArgs = [] }) {
+export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice', args = [], core = CORE.proxy, nodeArgs = [] }) {
   const port = await freePort();
   const adminPort = await freePort();
   const base = {
@@ -146,7 +147,7 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   };
   const file = path.join(tempDir('sluice'), 'gateway.yaml');
   writeFileSync(file, YAML.stringify(merged));
-  const p = await group.start(name, process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file], { core: CORE.proxy });
+  const p = await group.start(name, process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
   await waitFor(`${name} /readyz`, async () => (await fetch(`${url(adminPort)}/readyz`)).status === 200, 15_000, p.child);
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);
   return { ...p, port, adminPort, url: url(port), configFile: file };

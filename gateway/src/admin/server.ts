@@ -30,9 +30,10 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string): v
 /**
  * The admin listener (its own host and port, loopback by default). `/healthz`, `/readyz` and
  * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them; the key API
- * under `/v1/keys` needs the admin bearer token.
+ * under `/v1/keys` needs the admin bearer token. `metrics`: this process's registry, or (the primary
+ * of `serve --workers N`) every worker's added up.
  */
-export function createAdminServer(readiness: Readiness, keysApi?: KeysApi): http.Server {
+export function createAdminServer(readiness: Readiness, keysApi?: KeysApi, metrics: () => Promise<string> = () => registry.metrics()): http.Server {
   return http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const requestId = newRequestId();
     let url: URL;
@@ -57,10 +58,14 @@ export function createAdminServer(readiness: Readiness, keysApi?: KeysApi): http
     if (path === '/healthz') {
       sendJson(res, 200, { status: 'ok' }, requestId);
     } else if (path === '/metrics') {
-      void registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': registry.contentType, 'x-request-id': requestId });
-        res.end(text);
-      });
+      metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType, 'x-request-id': requestId });
+          res.end(text);
+        },
+        // With workers, one that does not answer (it just died): no partial sums, Prometheus retries.
+        () => sendError(res, serviceUnavailable({ message: 'Metrics are not available right now. Please try again shortly.' }), requestId),
+      );
     } else if (path === '/readyz') {
       const reason = readiness.notReadyReason();
       if (reason === null) sendJson(res, 200, { status: 'ready' }, requestId);

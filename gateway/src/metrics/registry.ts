@@ -3,6 +3,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 // Every metric name and label is declared here, and only here (the README's metrics table lists
 // them; the Grafana dashboard and the alert rules use exactly these names — a test checks both).
 // Labels stay low-cardinality: route, tier and upstream names from the config, never keys or paths.
+// With `serve --workers N` the primary adds up its workers' registries (cluster/metrics.ts): counters
+// and histograms sum (prom-client's default); each gauge below says how it aggregates.
 
 export const registry = new Registry();
 // prom-client's standard process and Node.js metrics, under their usual names (process_*, nodejs_*).
@@ -38,6 +40,8 @@ export const requestDuration = new Histogram({
 export const inFlight = new Gauge({
   name: 'sluice_in_flight_requests',
   help: 'Requests being handled by this replica now.',
+  // With workers (serve --workers): the replica's requests are all its workers' requests.
+  aggregator: 'sum',
   registers: [registry],
 });
 
@@ -80,6 +84,8 @@ export const upstreamBreakerState = new Gauge({
   name: 'sluice_upstream_breaker_state',
   help: 'Breaker of each upstream target: 0 closed (healthy), 1 open (ejected), 2 half-open (one trial).',
   labelNames: ['upstream', 'target'] as const,
+  // Each worker has its own breakers: the replica shows the worst state any of them is in.
+  aggregator: 'max',
   registers: [registry],
   // Read at scrape time, so targets removed by a reload disappear with them.
   collect() {
@@ -100,6 +106,8 @@ export const rateLimitDecisions = new Counter({
 export const rateLimitFallbackActive = new Gauge({
   name: 'sluice_ratelimit_fallback_active',
   help: '1 while this replica limits without Redis (failure policy in force), else 0.',
+  // 1 if any worker limits without Redis.
+  aggregator: 'max',
   registers: [registry],
 });
 
@@ -131,6 +139,8 @@ export const keysUnknownTier = new Counter({
 export const keyEventsSubscribed = new Gauge({
   name: 'sluice_key_events_subscribed',
   help: '1 while this replica hears key changes (revoke, rotate, tier) from Redis pub/sub, else 0.',
+  // 1 only while every worker hears key changes (the primary leaves this one out: it does not listen).
+  aggregator: 'min',
   registers: [registry],
 });
 
@@ -155,6 +165,8 @@ export const configReloads = new Counter({
   name: 'sluice_config_reloads_total',
   help: 'Config reloads (SIGHUP or file change), by result (ok | failed).',
   labelNames: ['result'] as const,
+  // With workers, the primary counts every reload and each worker the ones it applied: the primary's count.
+  aggregator: 'max',
   registers: [registry],
 });
 

@@ -62,9 +62,18 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Starts `sluice serve --config FILE` and resolves once it logs the ports it listens on. */
-export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000, cli = CLI): Promise<TestGateway> {
-  const child = spawn(process.execPath, [cli, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `sluice serve --config FILE [...serveArgs]` and resolves once it logs the ports it listens on
+ * (with `--workers N`, the primary logs them once every worker listens).
+ */
+export async function startGateway(
+  configFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+  startTimeoutMs = 15_000,
+  cli = CLI,
+  serveArgs: string[] = [],
+): Promise<TestGateway> {
+  const child = spawn(process.execPath, [cli, 'serve', '--config', configFile, ...serveArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) =>
