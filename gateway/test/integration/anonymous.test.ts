@@ -1,11 +1,12 @@
 import { writeFileSync } from 'node:fs';
 import Redis from 'ioredis';
+import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import { Agent } from 'undici';
 import { baseConfig, removeConfig, runCli, startGateway, suiteStack, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { changed, scrape } from '../support/metrics';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
+import { redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
 import { metricValue } from '../support/scenarios';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
@@ -236,6 +237,25 @@ describe('auth: none', () => {
   });
 });
 
+describe('auth: none, WebSocket upgrades', () => {
+  it('forwards an anonymous upgrade with X-Consumer-Tier and no key or X-Consumer-Id, counted per address', async () => {
+    const client = '198.51.100.50';
+    const opened = await new Promise<{ ws: WebSocket; first: any }>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${gateway.port}/docs/ws`, {
+        headers: { 'x-forwarded-for': client, 'x-api-key': 'sk_live_ignored_0000000000000', 'x-consumer-id': 'key_forged' },
+      });
+      ws.once('message', (data) => resolve({ ws, first: JSON.parse(data.toString()) }));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`status ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+    opened.ws.close();
+    expect(opened.first.headers['x-consumer-tier']).toBe('public');
+    expect(opened.first.headers).not.toHaveProperty('x-consumer-id');
+    expect(opened.first.headers).not.toHaveProperty('x-api-key');
+    expect((await from(client, '/docs/ok')).headers['x-ratelimit-remaining']).toBe(String(PUBLIC_LIMIT - 2));
+  });
+});
+
 describe('auth: optional', () => {
   it('without a key: the anonymous tier, per address, no scope check', async () => {
     const client = '198.51.100.20';
@@ -347,6 +367,50 @@ describe('three replicas on one Redis', () => {
     }
     const engaged = await Promise.all(replicas.map((g) => metricValue(g, 'sluice_ratelimit_fallback_engaged_total')));
     expect(engaged).toEqual([0, 0, 0]);
+  });
+});
+
+describe('Redis Cluster: every counter of an anonymous request in one slot', () => {
+  const LIMIT = 6;
+  let cluster: TestRedisCluster;
+  let clusterUpstream: TestUpstream;
+  let clustered: TestGateway;
+  let configFile: string;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    clusterUpstream = await startUpstream();
+    configFile = writeConfig(
+      baseConfig({
+        store: { redis: { cluster: { nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) } }, timeout_ms: 1000 },
+        trusted_proxies: ['127.0.0.1'],
+        anonymous_tier: 'public',
+        tiers: { public: { limits: [{ requests: 50, per: '1m' }, { requests: 100, per: '1h' }] } },
+        upstreams: { app: { targets: [clusterUpstream.url] } },
+        // three windows per request: the tier's two and the route's
+        routes: [{ name: 'docs', match: { path_prefix: '/' }, upstream: 'app', auth: 'none', limits: { public: [{ requests: LIMIT, per: '10s' }] } }],
+      }),
+    );
+    clustered = await startGateway(configFile);
+  });
+  afterAll(async () => {
+    await clustered?.stop();
+    await clusterUpstream?.close();
+    await cluster?.stop();
+    if (configFile) removeConfig(configFile);
+  });
+
+  it(`admits exactly ${LIMIT} of a burst per address, IPv4 and IPv6 alike`, async () => {
+    const clients = ['203.0.113.30', '2001:db8:d:1::1', '203.0.113.31', '2001:db8:d:2::1'];
+    const answers = await Promise.all(
+      Array.from({ length: 80 }, (_, i) =>
+        send(`${clustered.url}/ok`, { headers: { 'x-forwarded-for': clients[i % clients.length] }, dispatcher: burstAgent }),
+      ),
+    );
+    const statuses: Record<number, number> = {};
+    for (const a of answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
+    expect(statuses).toEqual({ 200: clients.length * LIMIT, 429: 80 - clients.length * LIMIT });
+    for (const a of answers.filter((res) => res.status === 429)) expect(a.json.error.details).toMatchObject({ limit: LIMIT, window: '10 seconds' });
+    expect(await metricValue(clustered, 'sluice_ratelimit_fallback_engaged_total')).toBe(0);
   });
 });
 
