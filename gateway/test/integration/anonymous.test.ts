@@ -33,9 +33,13 @@ const stack = suiteStack(({ redis, upstream }) =>
       pro: { limits: [{ requests: PRO_LIMIT, per: '1m' }], scopes: ['*'] },
       narrow: { limits: [{ requests: 100, per: '1m' }], scopes: ['other:read'] },
     },
-    upstreams: { app: { targets: [upstream.url] } },
+    upstreams: {
+      app: { targets: [upstream.url] },
+      single: { targets: [upstream.url], connections: 4, max_connections_per_key: 1 },
+    },
     routes: [
       { name: 'docs', match: { path_prefix: '/docs' }, upstream: 'app', auth: 'none' },
+      { name: 'single', match: { path_prefix: '/single' }, upstream: 'single', auth: 'none' },
       { name: 'strict', match: { path_prefix: '/strict' }, upstream: 'app', auth: 'none', limits: { public: [{ requests: 2, per: '1m' }] } },
       { name: 'search', match: { path_prefix: '/search' }, upstream: 'app', auth: 'optional', scopes: ['search:read'] },
       { name: 'private', match: { path_prefix: '/' }, upstream: 'app' },
@@ -234,6 +238,21 @@ describe('auth: none', () => {
     expect(keys).toContain('sluice:rl:{anon:2001:db8:a:1::/64}:60000');
     expect(keys).toContain('sluice:rl:{anon:198.51.100.8}:60000');
     expect(keys.filter((k) => !k.includes('anon:')).every((k) => /^sluice:rl:\{key_[0-9a-f]+\}:/.test(k))).toBe(true);
+  });
+});
+
+describe("auth: none, an upstream's per-key connection share", () => {
+  it('is held per client address: one address waits for its own connection, another does not', async () => {
+    upstream.reset();
+    const [a, b] = ['198.51.100.60', '198.51.100.61'];
+    const slow = (client: string) => from(client, '/single/slow?ms=1500');
+    const sameAddress = [slow(a), slow(a)];
+    await waitFor(() => upstream.activeResponses() >= 1, 2000);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(upstream.activeResponses()).toBe(1); // the second request of `a` waits for the first's connection
+    const otherAddress = slow(b);
+    await waitFor(() => upstream.activeResponses() === 2, 2000, { what: 'a second address gets a connection of its own' });
+    expect((await Promise.all([...sameAddress, otherAddress])).map((r) => r.status)).toEqual([200, 200, 200]);
   });
 });
 
