@@ -276,6 +276,10 @@ const routeSchema = z.strictObject({
     methods: methods.optional(), // absent = any method
   }),
   upstream: z.string(),
+  // required: every request needs a valid key (the default). optional: requests without a key are
+  // anonymous (anonymous_tier, counted per client address); a key sent is checked as usual.
+  // none: every request is anonymous; a key sent is ignored (never looked up, never forwarded).
+  auth: z.enum(['required', 'optional', 'none'], { error: 'expected required, optional or none' }).default('required'),
   scopes: z.array(scope).default([]),
   cost: integer(1).default(1),
   timeout_ms: integer(1).optional(), // overrides the upstream's
@@ -419,6 +423,8 @@ export const configSchema = z
       })
       .prefault({}),
     tiers: nonEmptyRecord(tierSchema, 'tier'),
+    // The tier of requests without a key on auth: none / optional routes, counted per client address.
+    anonymous_tier: name.optional(),
     upstreams: nonEmptyRecord(upstreamSchema, 'upstream'),
     routes: z.array(routeSchema).min(1, { error: 'at least one route is required' }),
     keys: z.array(seedKeySchema).default([]),
@@ -441,7 +447,7 @@ type Issue = { path: (string | number)[]; message: string };
 
 function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
   const root = asRecord(value) ?? {};
-  const issues = [...checkRoutes(root), ...checkMethods(root), ...checkSeedKeys(root)];
+  const issues = [...checkRoutes(root), ...checkMethods(root), ...checkAnonymousAccess(root), ...checkSeedKeys(root)];
   for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message });
 }
 
@@ -496,6 +502,27 @@ function checkMethods(root: Record<string, unknown>): Issue[] {
         const problem = typeof m === 'string' && METHOD_TOKEN.test(m) ? methodProblem(m, allowCustom) : undefined;
         if (problem !== undefined) issues.push({ path: ['routes', i, ...at, j], message: problem });
       });
+    }
+  });
+  return issues;
+}
+
+/** Routes open to callers without a key need a tier to count them in; scopes mean nothing without a key. */
+function checkAnonymousAccess(root: Record<string, unknown>): Issue[] {
+  const issues: Issue[] = [];
+  const tiers = asRecord(root.tiers);
+  const anonymousTier = root.anonymous_tier;
+  if (tiers && typeof anonymousTier === 'string' && !Object.hasOwn(tiers, anonymousTier)) {
+    issues.push({ path: ['anonymous_tier'], message: `unknown tier ${quote(anonymousTier)}` });
+  }
+  asArray(root.routes).forEach((item, i) => {
+    const route = asRecord(item);
+    if (!route || (route.auth !== 'none' && route.auth !== 'optional')) return;
+    if (anonymousTier === undefined) {
+      issues.push({ path: ['routes', i, 'auth'], message: `auth: ${route.auth} needs a top-level anonymous_tier (the tier of requests without a key)` });
+    }
+    if (route.auth === 'none' && asArray(route.scopes).length > 0) {
+      issues.push({ path: ['routes', i, 'scopes'], message: 'not allowed with auth: none (no key, so no scopes to check)' });
     }
   });
   return issues;

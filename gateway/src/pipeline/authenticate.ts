@@ -6,8 +6,10 @@ import type { RequestContext } from './context';
 /**
  * Looks the key up (cache first). Unknown, revoked or expired → 401, counted against the client
  * address by the failed-key guard (429 once over); a store that cannot answer → 503, never 401.
+ * An anonymous caller presented no key: nothing to look up, nothing for the guard to count.
  */
 export async function authenticate(ctx: RequestContext): Promise<void> {
+  if (ctx.anonymous) return;
   const { runtime } = ctx;
   runtime.failedKeys.checkNotBlocked(ctx.clientAddress);
   let found;

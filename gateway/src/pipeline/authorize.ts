@@ -13,8 +13,9 @@ export function effectiveScopes(keyScopes: readonly string[] | undefined, tierSc
   return keyScopes.filter((scope) => tierScopes.includes(scope));
 }
 
-/** A route needs every scope it lists. */
+/** A route needs every scope it lists, from keyed callers; anonymous ones have no scopes to check. */
 export function authorize(ctx: RequestContext): void {
+  if (ctx.anonymous) return;
   const consumer = ctx.consumer!;
   const tier = ctx.runtime.config.tiers[consumer.tier];
   if (!tier) {

@@ -11,6 +11,12 @@ export type Reply =
   /** `upstream` is set once the upgrade is spliced to the upstream's socket. */
   | { kind: 'upgrade'; socket: Duplex; head: Buffer; upstream?: Duplex };
 
+/** A caller without a key: counted in the anonymous tier under its address's subject (ratelimit/anonymous.ts). */
+export interface AnonymousCaller {
+  readonly tier: string;
+  readonly subject: string;
+}
+
 /** One request's state as it moves down the pipeline; each step reads what earlier steps set. */
 export interface RequestContext {
   readonly req: IncomingMessage;
@@ -25,7 +31,10 @@ export interface RequestContext {
   query: string;
   route?: CompiledRoute;
   apiKey?: string;
+  /** The key's record; unset for an anonymous caller. */
   consumer?: ApiKeyRecord;
+  /** Set instead of `consumer` for a caller without a key on an auth: none / optional route. */
+  anonymous?: AnonymousCaller;
   /** Headers every response to this request carries, success or error (e.g. rate-limit headers). */
   responseHeaders: Record<string, string>;
   upstreamTarget?: string;

@@ -29,8 +29,8 @@ export function upstreamRequest(ctx: RequestContext) {
     requestId: ctx.requestId,
     peer,
     peerTrusted: ctx.runtime.trustedProxies.has(peer),
-    consumerId: ctx.consumer!.id,
-    consumerTier: ctx.consumer!.tier,
+    consumerId: ctx.consumer?.id,
+    consumerTier: ctx.consumer ? ctx.consumer.tier : ctx.anonymous!.tier,
   });
   return {
     path: upstreamPath(ctx.route!, ctx.path) + ctx.query,
@@ -61,7 +61,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   let giveBackShare: () => void = () => {};
   try {
     const body = await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout);
-    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer!.id, ctx.abort.signal);
+    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer ? ctx.consumer.id : ctx.anonymous!.subject, ctx.abort.signal);
     giveBackShare =
       typeof claimed === 'function'
         ? claimed

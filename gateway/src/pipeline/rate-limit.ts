@@ -5,24 +5,25 @@ import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import type { RequestContext } from './context';
 
 /**
- * Checks and counts every window of the key's tier (and of this route for that tier) in one call.
+ * Checks and counts every window of the key's tier (and of this route for that tier) in one call;
+ * an anonymous caller's, of the anonymous tier, under its address's subject.
  * Runs after authorization, so only real customers are counted; refused requests are not counted.
  */
 export async function rateLimit(ctx: RequestContext): Promise<void> {
-  const { runtime } = ctx;
-  const consumer = ctx.consumer!;
+  const { runtime, consumer } = ctx;
+  const tier = consumer ? consumer.tier : ctx.anonymous!.tier;
   const route = ctx.route!.route;
-  const windows = runtime.rateLimitPlan.windows(consumer.tier, route.name);
+  const windows = runtime.rateLimitPlan.windows(tier, route.name);
   if (windows.length === 0) return; // an unlimited tier
 
   let decision;
   try {
-    decision = await runtime.limiter.check({ subject: consumer.id, windows, cost: route.cost });
+    decision = await runtime.limiter.check({ subject: consumer ? consumer.id : ctx.anonymous!.subject, windows, cost: route.cost });
   } catch (err) {
     if (!(err instanceof LimiterUnavailableError)) throw err;
     throw serviceUnavailable({ cause: err });
   }
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
-  rateLimitDecisionsBy(consumer.tier, decision.allowed ? 'allowed' : 'limited').inc();
+  rateLimitDecisionsBy(tier, decision.allowed ? 'allowed' : 'limited').inc();
   if (!decision.allowed) throw rateLimitExceeded(decision);
 }

@@ -30,7 +30,8 @@ export interface ForwardingFacts {
   requestId: string;
   peer: string;
   peerTrusted: boolean;
-  consumerId: string;
+  /** Unset for an anonymous caller: the upstream then gets no X-Consumer-Id at all. */
+  consumerId?: string;
   consumerTier: string;
 }
 
@@ -51,7 +52,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   const forwardedHost = (facts.peerTrusted && (incoming['x-forwarded-host'] as string | undefined)) || incoming.host;
   if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
   out['x-request-id'] = facts.requestId;
-  out['x-consumer-id'] = facts.consumerId;
+  if (facts.consumerId !== undefined) out['x-consumer-id'] = facts.consumerId;
   out['x-consumer-tier'] = facts.consumerTier;
   return out;
 }

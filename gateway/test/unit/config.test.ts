@@ -41,16 +41,18 @@ describe('good fixtures', () => {
     const config = loadConfigFile(EXAMPLE, {});
     expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: 'change-me-admin-token', rotation_grace: 86_400_000 });
     expect(config.store.redis).toBeUndefined();
-    expect(Object.keys(config.tiers)).toEqual(['free', 'pro']);
+    expect(Object.keys(config.tiers)).toEqual(['public', 'free', 'pro']);
+    expect(config.anonymous_tier).toBe('public');
     expect(config.tiers.free.limits).toEqual([
       { requests: 60, per: 60_000 },
       { requests: 1000, per: 86_400_000 },
     ]);
     expect(config.upstreams.demo).toEqual({ targets: ['http://127.0.0.1:9001'], timeout_ms: 5000, connections: 128, breaker: { failures: 5, cooldown: 10_000, on_5xx: false } });
-    expect(config.routes.map((r) => [r.name, r.match.path_prefix, r.match.methods, r.upstream, r.scopes])).toEqual([
-      ['users', '/v1/users', ['GET', 'POST'], 'demo', ['users:read']],
-      ['echo', '/v1/echo', undefined, 'demo', ['echo:read']],
-      ['admin-only', '/v1/admin', undefined, 'demo', ['admin']],
+    expect(config.routes.map((r) => [r.name, r.match.path_prefix, r.match.methods, r.upstream, r.auth, r.scopes])).toEqual([
+      ['users', '/v1/users', ['GET', 'POST'], 'demo', 'required', ['users:read']],
+      ['echo', '/v1/echo', undefined, 'demo', 'required', ['echo:read']],
+      ['admin-only', '/v1/admin', undefined, 'demo', 'required', ['admin']],
+      ['docs', '/v1/docs', ['GET'], 'demo', 'none', []],
     ]);
     expect(config.keys).toEqual([]);
   });
@@ -87,6 +89,7 @@ describe('good fixtures', () => {
           name: 'all',
           match: { path_prefix: '/' },
           upstream: 'app',
+          auth: 'required',
           scopes: [],
           cost: 1,
           max_body_bytes: 10 * 1024 * 1024,
@@ -116,6 +119,7 @@ describe('good fixtures', () => {
       name: 'users',
       match: { path_prefix: '/v1/users', methods: ['GET', 'POST'] },
       upstream: 'users',
+      auth: 'required',
       scopes: ['users:read'],
       cost: 2,
       timeout_ms: 2000,
@@ -294,5 +298,42 @@ describe('restart-only sections (marked in the schema)', () => {
     ['trusted_proxies: [10.0.0.0/8]', []],
   ])('%s → %j', (change, expected) => {
     expect(restartOnlyChanges(base, parseConfig(`${change}\n${MINIMAL}`))).toEqual(expected);
+  });
+});
+
+describe('public routes (auth, anonymous_tier)', () => {
+  const open = (route: string, top = 'anonymous_tier: free\n') =>
+    `${top}tiers:\n  free: { limits: [{ requests: 60, per: 1m }], scopes: [users:read] }\nupstreams:\n  users: { targets: [http://127.0.0.1:9001] }\nroutes:\n  - ${route}\n`;
+
+  test('auth defaults to required, and anonymous_tier to none at all', () => {
+    const config = parseConfig(MINIMAL, {});
+    expect(config.routes[0].auth).toBe('required');
+    expect(config.anonymous_tier).toBeUndefined();
+  });
+
+  test('the anonymous tier may be any tier, also one keys use; an empty scopes list on auth: none is no scope', () => {
+    const config = parseConfig(open('{ name: docs, match: { path_prefix: /docs }, upstream: users, auth: none, scopes: [] }'), {});
+    expect(config.anonymous_tier).toBe('free');
+    expect(config.routes[0]).toMatchObject({ auth: 'none', scopes: [] });
+  });
+
+  test('scopes on an auth: optional route are kept: they apply to keyed callers', () => {
+    const config = parseConfig(open('{ name: s, match: { path_prefix: /s }, upstream: users, auth: optional, scopes: [users:read] }'), {});
+    expect(config.routes[0]).toMatchObject({ auth: 'optional', scopes: ['users:read'] });
+  });
+
+  test('an anonymous_tier without any open route is allowed (nothing uses it yet)', () => {
+    expect(parseConfig(open('{ name: s, match: { path_prefix: /s }, upstream: users }'), {}).anonymous_tier).toBe('free');
+  });
+
+  test.each([
+    ['auth: none, no anonymous_tier', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: none }', ''), ['routes[0].auth: auth: none needs a top-level anonymous_tier (the tier of requests without a key)']],
+    ['auth: optional, no anonymous_tier', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: optional }', ''), ['routes[0].auth: auth: optional needs a top-level anonymous_tier (the tier of requests without a key)']],
+    ['scopes on auth: none', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: none, scopes: [users:read] }'), ['routes[0].scopes: not allowed with auth: none (no key, so no scopes to check)']],
+    ['an unknown anonymous_tier', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: none }', 'anonymous_tier: guests\n'), ['anonymous_tier: unknown tier "guests"']],
+    ['an anonymous_tier that is not a name', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: none }', 'anonymous_tier: "Guests!"\n'), ['anonymous_tier: expected a name made of a-z, 0-9, _ and -', 'anonymous_tier: unknown tier "Guests!"']],
+    ['an unknown auth value', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: public }'), ['routes[0].auth: expected required, optional or none']],
+  ])('refuses %s', (_, yaml, problems) => {
+    expect(configError(() => parseConfig(yaml, {})).problems).toEqual(problems);
   });
 });

@@ -19,6 +19,19 @@ describe('README', () => {
     const config = parseConfig(block!, { SLUICE_ADMIN_TOKEN: 'x'.repeat(32), REDIS_URL: 'redis://127.0.0.1:6379' });
     expect(config.routes[0].name).toBe('users');
   });
+
+  it('shows a public-routes example that the loader accepts', () => {
+    const section = readme.slice(readme.indexOf('## Public routes and anonymous callers'));
+    const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toBeDefined();
+    const config = parseConfig(block!, {});
+    expect(config.anonymous_tier).toBe('public');
+    expect(config.routes.map((r) => [r.name, r.auth])).toEqual([
+      ['docs', 'none'],
+      ['search', 'optional'],
+      ['users', 'required'],
+    ]);
+  });
 });
 
 describe('README names files that exist', () => {

@@ -2,7 +2,7 @@ import { RouteTable, upstreamPath } from '../../src/routing/route-table';
 import type { Route } from '../../src/config/schema';
 
 function route(name: string, path_prefix: string, methods?: string[], strip_prefix = false): Route {
-  return { name, match: { path_prefix, methods }, upstream: 'u', scopes: [], cost: 1, max_body_bytes: 10, strip_prefix, limits: {}, retries: 1 };
+  return { name, match: { path_prefix, methods }, upstream: 'u', auth: 'required', scopes: [], cost: 1, max_body_bytes: 10, strip_prefix, limits: {}, retries: 1 };
 }
 
 describe('RouteTable', () => {
