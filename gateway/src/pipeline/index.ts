@@ -25,6 +25,9 @@ export const upgradeSteps: readonly Step[] = [requestId, client, route, identify
 /** Runs the steps in order; one catch turns any failure into an envelope; `finish` always runs (access log). */
 export async function runPipeline(ctx: RequestContext, steps: readonly Step[], finish: (ctx: RequestContext) => void): Promise<void> {
   try {
+    // One turn first, so no step answers from inside node's parser callback: an answer that closes the
+    // connection, written there, was followed by answers to requests pipelined behind it (fuzzing suite).
+    await undefined;
     for (const step of steps) {
       const pending = step(ctx);
       if (pending) await pending; // most steps are synchronous: no extra turn of the microtask queue for them
