@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { GatewayError, serviceUnavailable } from './errors/envelope';
-import { framingError } from './http/framing';
+import { framingError, headerCountError, upgradeError } from './http/framing';
 import { isLingering } from './http/lingering-close';
 import type { ErrorCode } from './errors/catalogue';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
@@ -28,9 +28,12 @@ export class GatewayServer {
   /** The request in flight on each connection, for a parse error in its body (onClientError). */
   private readonly inFlightOn = new WeakMap<Duplex, RequestContext>();
   private closing = false;
+  /** listen.max_header_count: header lines a request may carry (restart-only, like the listener). */
+  private readonly maxHeaderCount: number;
 
   constructor(private readonly getRuntime: () => Runtime) {
     const { listen } = getRuntime().config;
+    this.maxHeaderCount = listen.max_header_count;
     this.http = http.createServer({
       maxHeaderSize: listen.max_header_bytes,
       // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
@@ -42,6 +45,9 @@ export class GatewayServer {
       // Checked by framingError, so a missing Host gets an envelope rather than node's bare 400.
       requireHostHeader: false,
     });
+    // Node keeps only the first maxHeadersCount lines and drops the rest silently: one more than we
+    // accept is kept, so a request past our count is seen to be (headerCountError) and refused.
+    this.http.maxHeadersCount = listen.max_header_count + 1;
     this.http.on('connection', (socket: Duplex) => lingerAfterEnd(socket));
     this.http.on('request', (req, res) => this.onRequest(req, res));
     // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
@@ -84,7 +90,7 @@ export class GatewayServer {
     // Left unanswered: node closes the connection after the refusal before it.
     if (this.refusedConnections.has(req.socket) || isLingering(req.socket)) return;
     const ctx = this.newContext(req, { kind: 'http', res });
-    const malformed = framingError(req);
+    const malformed = this.headError(req);
     if (malformed) return this.refuse(ctx, malformed);
     const cap = ctx.runtime.config.listen.max_in_flight;
     if (cap > 0 && this.inFlight >= cap) {
@@ -112,7 +118,7 @@ export class GatewayServer {
     const reply = { kind: 'upgrade' as const, socket, head };
     const ctx = this.newContext(req, reply);
     socket.on('error', () => ctx.abort.abort());
-    const malformed = framingError(req);
+    const malformed = this.headError(req);
     if (malformed) return this.refuse(ctx, malformed);
     socket.once('close', () => {
       ctx.abort.abort();
@@ -127,6 +133,14 @@ export class GatewayServer {
     socket.on('error', () => socket.destroy()); // node hands the socket over without an error listener
     const refusal = new GatewayError('invalid_request', { message: 'CONNECT is not supported: this gateway does not open tunnels.' });
     this.refuse(this.newContext(req, { kind: 'upgrade', socket, head }), refusal);
+  }
+
+  /**
+   * Why the request's head must be refused before any step looks at it: too many lines first (then
+   * the rest is incomplete), its framing and Host, an upgrade that is not a WebSocket handshake.
+   */
+  private headError(req: IncomingMessage): GatewayError | undefined {
+    return headerCountError(req, this.maxHeaderCount) ?? framingError(req) ?? upgradeError(req);
   }
 
   /** A refusal of the connection's framing: answered at once, and nothing after it on the connection is served. */

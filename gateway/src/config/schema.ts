@@ -113,7 +113,8 @@ function isRedisUrl(text: string): boolean {
 /** Why a path_prefix is refused, or undefined. These characters would make prefix matching ambiguous. */
 function pathPrefixProblem(prefix: string): string | undefined {
   if (!prefix.startsWith('/')) return "must start with '/'";
-  for (const forbidden of ['..', '//', '%', '?', '#']) {
+  // `;` too: routes are matched on segments without their `;parameters`, so a prefix with one never matches.
+  for (const forbidden of ['..', '//', '%', '?', '#', ';']) {
     if (prefix.includes(forbidden)) return `must not contain '${forbidden}'`;
   }
   if (/[\s\x00-\x1f\x7f]/.test(prefix)) return 'must not contain spaces or control characters';
@@ -148,6 +149,11 @@ const listenSchema = z.strictObject({
   host: host.default('0.0.0.0'),
   port: integer(0, 65535).default(8080), // 0 = any free port (tests)
   max_header_bytes: byteSize(1).default(16384),
+  // Header lines a request may carry (duplicates count); past it, 431 headers_too_large, never a silent drop.
+  max_header_count: integer(1, 10_000).default(100),
+  // Header names with `_` (CGI, WSGI and Rack read X_Consumer_Id as X-Consumer-Id): dropped before
+  // forwarding, like nginx. `allow` forwards them, except spellings of the headers the gateway sets or trusts.
+  underscores_in_headers: z.enum(['drop', 'allow']).default('drop'),
   // Per-replica cap on requests in flight; past it, a fast 503 instead of queueing. 0 = no cap.
   max_in_flight: integer(0).default(0),
   // A client must send all its headers within this (slowloris guard); else 408 request_timeout.

@@ -8,7 +8,8 @@ import type { Breaker } from '../proxy/breaker';
 import { clientResponseHeaders } from '../proxy/headers';
 import { rawResponseHead } from '../http/raw-response';
 import { UPSTREAM_TIMED_OUT, type RequestContext } from './context';
-import { noConnectionInTime, upstreamRequest } from './proxy';
+import { noConnectionInTime, upstreamRequest, warnExtraBytes } from './proxy';
+import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
 
 const PROTOCOL = 'websocket';
 
@@ -21,11 +22,8 @@ type UpgradeAnswer =
 export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
   if (ctx.reply.kind !== 'upgrade') throw new Error('upgrade step reached with a plain request');
   const { socket: client, head } = ctx.reply;
-  // Only WebSocket is tunnelled. An h2c (or other) tunnel would carry requests of its own that skip
-  // the route, scope and rate-limit checks each request must pass ("h2c smuggling").
-  if (ctx.req.headers.upgrade?.toLowerCase() !== PROTOCOL) {
-    throw new GatewayError('invalid_request', { details: { reason: 'only WebSocket upgrades are supported' } });
-  }
+  // Only a GET WebSocket handshake gets here (server.ts, upgradeError): an h2c (or other) tunnel would
+  // carry requests of its own that skip the route, scope and rate-limit checks ("h2c smuggling").
   const { path, headers, timeoutMs, countFiveHundreds } = upstreamRequest(ctx);
   const target = ctx.runtime.upstreams.pick(ctx.route!.route.upstream);
   ctx.upstreamTarget = target.origin;
@@ -83,6 +81,12 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
     ctx.status = status;
     if (client.destroyed) {
       body.destroy();
+      return;
+    }
+    if (answersWithoutBody('GET', status)) {
+      writeHead(client, status, bodilessHeaders('GET', status, declinedHeaders(ctx, status, answer.headers)));
+      client.end();
+      discardBody(body, (err) => warnExtraBytes(ctx, err));
       return;
     }
     writeHead(client, status, declinedHeaders(ctx, status, answer.headers));

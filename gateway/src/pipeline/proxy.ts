@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
+import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
 import { plainAddress } from '../http/client-address';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import { sendStall, watchForStall } from '../proxy/stall-watchdog';
@@ -31,6 +32,7 @@ export function upstreamRequest(ctx: RequestContext) {
     peerTrusted: ctx.runtime.trustedProxies.has(peer),
     consumerId: ctx.consumer?.id,
     consumerTier: ctx.consumer ? ctx.consumer.tier : ctx.anonymous!.tier,
+    underscores: ctx.runtime.config.listen.underscores_in_headers,
   });
   return {
     path: upstreamPath(ctx.route!, ctx.path) + ctx.query,
@@ -117,11 +119,16 @@ export async function proxy(ctx: RequestContext): Promise<void> {
 
     if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
     else target.breaker.success();
-    ctx.status = upstreamResponse.statusCode;
-    res.writeHead(upstreamResponse.statusCode, {
-      ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId),
-      ...ctx.responseHeaders,
-    });
+    const status = upstreamResponse.statusCode;
+    ctx.status = status;
+    const answerHeaders = { ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId), ...ctx.responseHeaders };
+    if (answersWithoutBody(method, status)) {
+      res.writeHead(status, bodilessHeaders(method, status, answerHeaders));
+      res.end();
+      discardBody(upstreamResponse.body, (err) => warnExtraBytes(ctx, err));
+      return;
+    }
+    res.writeHead(status, answerHeaders);
     const failure = await relay(upstreamResponse.body, res, listen.send_timeout);
     if (failure && !ctx.abort.signal.aborted) {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
@@ -130,6 +137,12 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     clearTimeout(timer);
     giveBackShare();
   }
+}
+
+/** An upstream sent a body with an answer that has none: the client got the head alone, the connection is gone. */
+export function warnExtraBytes(ctx: RequestContext, err: Error): void {
+  if (ctx.abort.signal.aborted) return;
+  ctx.runtime.log.warn({ request_id: ctx.requestId, status: ctx.status, err: err.message }, 'upstream sent a body with a bodiless answer; its connection was dropped');
 }
 
 /**

@@ -20,6 +20,22 @@ const FORWARDING = new Set(['forwarded', 'x-real-ip']);
 // `expect` is answered by our own server (100-continue); `host` is the upstream's own.
 const CLIENT_MUST_NOT_SEND = new Set(['x-api-key', 'x-consumer-id', 'x-consumer-tier', 'host', 'expect']);
 
+/**
+ * Whether a header name, read with `_` as `-` (as CGI, WSGI and Rack read it), is one the gateway
+ * strips, sets or trusts: such a spelling is never forwarded, even under `underscores_in_headers: allow`.
+ */
+function spellsGatewayHeader(name: string): boolean {
+  const dashed = name.replace(/_/g, '-');
+  return (
+    HOP_BY_HOP.has(dashed) ||
+    FORWARDING.has(dashed) ||
+    CLIENT_MUST_NOT_SEND.has(dashed) ||
+    dashed.startsWith('x-forwarded-') ||
+    dashed === 'x-request-id' ||
+    dashed === 'content-length'
+  );
+}
+
 function connectionListed(headers: IncomingHttpHeaders | Record<string, unknown>): Set<string> {
   const value = headers.connection;
   const text = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
@@ -33,6 +49,8 @@ export interface ForwardingFacts {
   /** Unset for an anonymous caller: the upstream then gets no X-Consumer-Id at all. */
   consumerId?: string;
   consumerTier: string;
+  /** listen.underscores_in_headers: whether header names with `_` may be forwarded at all. */
+  underscores: 'drop' | 'allow';
 }
 
 /** The request headers the upstream receives. */
@@ -42,6 +60,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || CLIENT_MUST_NOT_SEND.has(name)) continue;
     if (name.startsWith('x-forwarded-')) continue; // rebuilt below
+    // An upstream may read `x_consumer_id` as the X-Consumer-Id we set (nginx drops them by default).
+    if (name.includes('_') && (facts.underscores === 'drop' || spellsGatewayHeader(name))) continue;
     if (FORWARDING.has(name) && !facts.peerTrusted) continue;
     out[name] = value;
   }

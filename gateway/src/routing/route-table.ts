@@ -1,4 +1,5 @@
 import type { Route } from '../config/schema';
+import { withoutParameters } from '../http/paths';
 
 /** A route ready for matching: methods as a set (null = any method). */
 export interface CompiledRoute {
@@ -22,10 +23,14 @@ export class RouteTable {
       .sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
-  /** The most specific route for a normalised path and method; a prefix matches whole segments only. */
+  /**
+   * The most specific route for a normalised path and method; a prefix matches whole segments only,
+   * compared without their `;parameters`: `/admin;x/secret` is under `/admin`, as a servlet reads it.
+   */
   match(method: string, path: string): CompiledRoute | undefined {
+    const bare = withoutParameters(path);
     for (const candidate of this.compiled) {
-      if (!prefixMatches(candidate.prefix, path)) continue;
+      if (!prefixMatches(candidate.prefix, bare)) continue;
       if (candidate.methods === null || candidate.methods.has(method)) return candidate;
     }
     return undefined;
@@ -37,9 +42,16 @@ function prefixMatches(prefix: string, path: string): boolean {
   return path === prefix || (path.startsWith(prefix) && path[prefix.length] === '/');
 }
 
-/** The path the upstream sees: the prefix removed when the route asks for it. */
+/**
+ * The path the upstream sees: the prefix removed when the route asks for it. The prefix's segments
+ * are removed whole, with any `;parameters` they carry in `path`.
+ */
 export function upstreamPath(compiled: CompiledRoute, path: string): string {
   if (!compiled.route.strip_prefix || compiled.prefix === '/') return path;
-  const rest = path.slice(compiled.prefix.length);
-  return rest.startsWith('/') ? rest : '/' + rest;
+  let end = 0;
+  for (let slash = 0; slash !== -1; slash = compiled.prefix.indexOf('/', slash + 1)) {
+    end = path.indexOf('/', end + 1);
+    if (end === -1) return '/';
+  }
+  return path.slice(end);
 }

@@ -67,6 +67,8 @@ describe('good fixtures', () => {
         host: '0.0.0.0',
         port: 8080,
         max_header_bytes: 16384,
+        max_header_count: 100,
+        underscores_in_headers: 'drop',
         max_in_flight: 0,
         headers_timeout: 20_000,
         body_timeout: 10_000,

@@ -1,4 +1,4 @@
-import { normaliseTarget } from '../../src/http/paths';
+import { normaliseTarget, withoutParameters } from '../../src/http/paths';
 import { GatewayError } from '../../src/errors/envelope';
 
 describe('normaliseTarget', () => {
@@ -23,6 +23,58 @@ describe('normaliseTarget', () => {
     expect(normaliseTarget(target)).toEqual({ path, query });
   });
 
+  it.each([
+    ['/v1/users;x/42', '/v1/users;x/42'],
+    ['/v1/users/42;v=1', '/v1/users/42;v=1'],
+    ['/v1/users/a;b/../42', '/v1/users/42'],
+    ['/v1/users/%2e%2e/x;y', '/v1/x;y'],
+    ['/a;b=%41', '/a;b=A'],
+    ['/a;b=c;d', '/a;b=c;d'],
+    ['/...;x', '/...;x'],
+    ['/..a;x', '/..a;x'],
+    ['/a%252fb', '/a%252fb'],
+    ['/a%25', '/a%25'],
+  ])('keeps ;parameters: %s → %s', (target, path) => {
+    expect(normaliseTarget(target).path).toBe(path);
+  });
+
+  // A segment that is `.`, `..` or empty to a servlet container (parameters removed) or a server that decodes again.
+  it.each([
+    '/v1/users/..;/admin',
+    '/v1/users/..;jsessionid=1/admin',
+    '/v1/users/.;/admin',
+    '/v1/users/%2e%2e;/admin',
+    '/v1/users/%2E%2e;x/admin',
+    '/v1/users/.%2E;x/admin',
+    '/v1/users/%2e.;x/admin',
+    '/v1/users/%2e;x',
+    '/v1/users/..;',
+    '/v1/users;a/..;b/admin',
+    '/v1/users/%252e%252e;/admin',
+    '/v1/users/%252e%252e/admin',
+    '/v1/users/%252E%252E/admin',
+    '/v1/users/.%252e/admin',
+    '/v1/users/%25252e%25252e/admin',
+    '/v1/users/..%253b/admin',
+    '/v1/users/..%25253bx/admin',
+    '/v1/users/%252e%252e%252fadmin',
+    '/v1/users/x%252f..%252fadmin',
+    '/v1/users/%252e%252e%255cadmin',
+    '/v1/users/;x/../admin',
+    '/;jsessionid=1',
+    '/v1/users/%3b',
+    '/v1/users/..%3b/admin',
+    '/v1/users/..%3B/admin',
+    '/admin%3bx/secret',
+  ])('refuses %s with invalid_request', (target) => {
+    expect(() => normaliseTarget(target)).toThrow(GatewayError);
+    try {
+      normaliseTarget(target);
+    } catch (err) {
+      expect((err as GatewayError).code).toBe('invalid_request');
+    }
+  });
+
   it.each(['/v1/users%2F..%2Fadmin', '/v1/%5cadmin', '/v1/a%00b', '/v1\\admin', '/v1/%zz', '*', 'example.com:443'])(
     'refuses %s with invalid_request',
     (target) => {
@@ -36,4 +88,18 @@ describe('normaliseTarget', () => {
       expect((thrown as GatewayError).code).toBe('invalid_request');
     },
   );
+});
+
+describe('withoutParameters', () => {
+  it.each([
+    ['/v1/users', '/v1/users'],
+    ['/admin;x/secret', '/admin/secret'],
+    ['/admin;x', '/admin'],
+    ['/a;1/b;2/c;3', '/a/b/c'],
+    ['/a;x=1;y=2/b/', '/a/b/'],
+    ['/a/b;x/', '/a/b/'],
+    ['/', '/'],
+  ])('%s → %s', (path, bare) => {
+    expect(withoutParameters(path)).toBe(bare);
+  });
 });

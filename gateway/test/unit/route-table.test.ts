@@ -35,4 +35,20 @@ describe('RouteTable', () => {
     expect(upstreamPath(strip, '/svc')).toBe('/');
     expect(upstreamPath(table.match('GET', '/v1/users/1')!, '/v1/users/1')).toBe('/v1/users/1');
   });
+  it('matches segments without their ;parameters, so they cannot dodge a narrower route', () => {
+    expect(table.match('DELETE', '/v1/users;x/admin/7')?.route.name).toBe('user-admin');
+    expect(table.match('DELETE', '/v1/users/admin;jsessionid=1')?.route.name).toBe('user-admin');
+    expect(table.match('DELETE', '/v1;a/users;b/admin;c/7;d')?.route.name).toBe('user-admin');
+    expect(table.match('GET', '/v1/users;x')?.route.name).toBe('users');
+    expect(table.match('GET', '/v1/usersX;x')?.route.name).toBe('root');
+  });
+  it('strips the prefix segments whole, with their ;parameters', () => {
+    const strip = table.match('GET', '/svc;x/a')!;
+    expect(upstreamPath(strip, '/svc;x/a;y/b')).toBe('/a;y/b');
+    expect(upstreamPath(strip, '/svc;x')).toBe('/');
+    expect(upstreamPath(strip, '/svc/')).toBe('/');
+    const deep = new RouteTable([route('deep', '/a/b/c', undefined, true)]).match('GET', '/a;1/b;2/c;3/d')!;
+    expect(upstreamPath(deep, '/a;1/b;2/c;3/d;4')).toBe('/d;4');
+    expect(upstreamPath(deep, '/a/b/c/d/e')).toBe('/d/e');
+  });
 });
