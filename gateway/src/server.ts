@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 import { GatewayError, serviceUnavailable } from './errors/envelope';
 import { framingError } from './http/framing';
 import { isLingering } from './http/lingering-close';
-import type { ErrorCode } from './errors/catalogue';
+import { parserRefusal } from './http/parser-refusal';
+import { requestLimits } from './http/request-limits';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { finish } from './pipeline/finish';
@@ -31,17 +32,8 @@ export class GatewayServer {
 
   constructor(private readonly getRuntime: () => Runtime) {
     const { listen } = getRuntime().config;
-    this.http = http.createServer({
-      maxHeaderSize: listen.max_header_bytes,
-      // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
-      headersTimeout: listen.headers_timeout,
-      // How often node checks that timeout (default 30 s would make a short one meaningless).
-      connectionsCheckingInterval: Math.min(1000, Math.max(100, listen.headers_timeout / 2)),
-      requestTimeout: 0,
-      keepAliveTimeout: 5_000,
-      // Checked by framingError, so a missing Host gets an envelope rather than node's bare 400.
-      requireHostHeader: false,
-    });
+    // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
+    this.http = http.createServer({ ...requestLimits(listen), keepAliveTimeout: 5_000 });
     this.http.on('connection', (socket: Duplex) => lingerAfterEnd(socket));
     this.http.on('request', (req, res) => this.onRequest(req, res));
     // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
@@ -150,9 +142,7 @@ export class GatewayServer {
       socket.destroy();
       return;
     }
-    const code: ErrorCode =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'invalid_request';
-    answerUnparsed(this.getRuntime(), socket, new GatewayError(code), err.code);
+    answerUnparsed(this.getRuntime(), socket, parserRefusal(err), err.code);
   }
 
   /** Drain, step 1: stop accepting; answers from now on close their connections. */
