@@ -385,3 +385,190 @@ describe('a key API body over 16 KB: 413 with Connection: close, read by the cli
     }
   });
 });
+
+// ---- 4. what node's parser refuses -----------------------------------------------------------------
+
+describe("requests node's parser refuses get the public port's envelopes, not node's bare answers", () => {
+  const filler = (bytes: number) => `X-Filler: ${'f'.repeat(bytes)}\r\n`;
+
+  it.each([
+    ['one 20 KB header', `GET /healthz HTTP/1.1\r\nHost: admin\r\n${filler(20 * 1024)}\r\n`],
+    ['many small headers adding up to 20 KB', `GET /v1/keys HTTP/1.1\r\nHost: admin\r\n${Array.from({ length: 40 }, () => filler(500)).join('')}\r\n`],
+    ['a 20 KB request target', `GET /v1/keys/${'k'.repeat(20 * 1024)} HTTP/1.1\r\nHost: admin\r\n\r\n`],
+  ])('431 headers_too_large: %s', async (_name, payload) => {
+    const res = await rawRequest(payload, '127.0.0.50');
+    expectEnvelope(res, 431, 'headers_too_large');
+    expect(res.headers.connection).toBe('close');
+  });
+
+  it.each([
+    ['a header line without a colon', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nNo colon here\r\n\r\n'],
+    ['a space inside a header name', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nX Bad: 1\r\n\r\n'],
+    ['a control character in a header value', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Bad: a\x01b\r\n\r\n'],
+    ['a NUL in a header name', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nX-\x00: 1\r\n\r\n'],
+    ['an obsolete folded header line', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nX-A: 1\r\n folded\r\n\r\n'],
+    ['a request line with a word after the version', 'GET /healthz HTTP/1.1 x\r\nHost: admin\r\n\r\n'],
+    ['a space inside the request target', 'GET /heal thz HTTP/1.1\r\nHost: admin\r\n\r\n'],
+    ['a bare LF ending the request line', 'GET /healthz HTTP/1.1\nHost: admin\r\n\r\n'],
+    ['an unknown HTTP version', 'GET /healthz HTTP/9.9\r\nHost: admin\r\n\r\n'],
+    ['a method with a bad character', 'G@T /healthz HTTP/1.1\r\nHost: admin\r\n\r\n'],
+    ['garbage instead of a request', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'],
+    ['a bad Content-Length', 'POST /v1/keys HTTP/1.1\r\nHost: admin\r\nContent-Length: 1x\r\n\r\n'],
+    ['Content-Length with Transfer-Encoding', 'POST /v1/keys HTTP/1.1\r\nHost: admin\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    // Refused by the same framing rules as on the public port (http/framing.ts).
+    ['no Host in HTTP/1.1', 'GET /healthz HTTP/1.1\r\n\r\n'],
+    ['two Host headers', 'GET /healthz HTTP/1.1\r\nHost: admin\r\nHost: other\r\n\r\n'],
+    ['Transfer-Encoding in HTTP/1.0', 'POST /v1/keys HTTP/1.0\r\nHost: admin\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['a transfer coding other than chunked', 'POST /v1/keys HTTP/1.1\r\nHost: admin\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+  ])('400 invalid_request: %s', async (_name, payload) => {
+    const res = await rawRequest(payload, '127.0.0.50');
+    expectEnvelope(res, 400, 'invalid_request');
+    expect(res.headers.connection).toBe('close');
+  });
+
+  it('400 invalid_request when a chunked key API body breaks its framing', async () => {
+    const res = await rawRequest(
+      `${head('POST', '/v1/keys', { 'content-type': 'application/json', 'transfer-encoding': 'chunked' })}5\r\n{"nam\r\nZZ\r\n`,
+      '127.0.0.50',
+    );
+    expectEnvelope(res, 400, 'invalid_request');
+    expect(res.headers.connection).toBe('close');
+  });
+
+  it.each([
+    ['the request line, then nothing', 'GET /healthz HTTP/1.1\r\n'],
+    ['half the headers, then nothing', 'GET /v1/keys HTTP/1.1\r\nHost: admin\r\nAuthor'],
+    ['nothing but the method', 'POST'],
+  ])('408 request_timeout when the headers are too slow (listen.headers_timeout): %s', async (_name, payload) => {
+    const started = Date.now();
+    const res = await rawRequest(payload, '127.0.0.50', HEADERS_TIMEOUT_MS + 4000);
+    expectEnvelope(res, 408, 'request_timeout');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_MS - 50);
+  });
+
+  it.each([
+    ['Content-Length', { 'content-length': 100 }, '{"name":"slow"'],
+    ['chunked', { 'transfer-encoding': 'chunked' }, 'e\r\n{"name":"slow"\r\n'],
+  ])('408 request_timeout with Connection: close when a %s body stops arriving (listen.body_timeout)', async (_name, headers, start) => {
+    const started = Date.now();
+    const res = await rawRequest(`${head('POST', '/v1/keys', { 'content-type': 'application/json', ...headers })}${start}`, '127.0.0.50', BODY_TIMEOUT_MS + 4000);
+    expectEnvelope(res, 408, 'request_timeout');
+    expect(res.headers.connection).toBe('close');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 50);
+  });
+
+  it('an Expect other than 100-continue is served, not a bare 417', async () => {
+    const res = await rawRequest('GET /healthz HTTP/1.1\r\nHost: admin\r\nExpect: something-else\r\nConnection: close\r\n\r\n', '127.0.0.50');
+    expect(res.status).toBe(200);
+  });
+
+  it('every refusal was counted in sluice_errors_total, and the admin port still serves', async () => {
+    const metrics = (await send(`${stack.gateway.adminUrl}/metrics`)).text;
+    for (const code of ['headers_too_large', 'invalid_request', 'request_timeout']) {
+      expect(metrics).toMatch(new RegExp(`sluice_errors_total\\{[^}]*code="${code}"[^}]*\\} [1-9]`));
+    }
+    expect((await from('127.0.0.50')('/v1/keys')).status).toBe(200);
+  });
+});
+
+// ---- 5. text that is not valid Unicode --------------------------------------------------------------
+
+describe('JSON strings that are not valid Unicode are refused (400 invalid_parameters), never echoed nor stored', () => {
+  const admin = from('127.0.0.60');
+  /** JSON text with `\uXXXX` escapes written as is (JSON.stringify would keep them, but this is what a client sends). */
+  const post = (json: string) => admin('/v1/keys', { method: 'POST', body: json });
+  const LONE = ['\\ud800', '\\udbff', '\\udc00', '\\udfff', 'x\\ud800', '\\ud800x', '\\udc00\\ud800', 'ok\\ud83d'];
+
+  async function keyCount(): Promise<number> {
+    const res = await admin('/v1/keys?limit=500');
+    expect(res.status).toBe(200);
+    return res.json.keys.length;
+  }
+
+  function expectRefused(res: SimpleResponse, field: string) {
+    const error = expectEnvelope(res, 400, 'invalid_parameters');
+    expect(error.details).toEqual({ field, requirement: 'valid Unicode text (no lone UTF-16 surrogates)' });
+    expect(res.text).not.toMatch(/\\u?d[89a-f][0-9a-f]{2}/i); // no surrogate escape is echoed
+  }
+
+  it('POST /v1/keys: a lone surrogate in any string field, list item, or key name', async () => {
+    const before = await keyCount();
+    for (const lone of LONE) {
+      expectRefused(await post(`{"name":"${lone}","tier":"free"}`), 'name');
+      expectRefused(await post(`{"name":"n","tier":"fr${lone}ee"}`), 'tier');
+      expectRefused(await post(`{"name":"n","tier":"free","scopes":["users:read","${lone}"]}`), 'scopes[1]');
+      expectRefused(await post(`{"name":"n","tier":"free","expires_at":"2099-01-01T00:00:00Z${lone}"}`), 'expires_at');
+      expectRefused(await post(`{"name":"n","tier":"free","key":"sk_test_0123456789abcdef${lone}"}`), 'key');
+      expectRefused(await post(`{"name":"n","tier":"free","${lone}":1}`), 'body');
+      expectRefused(await post(`{"name":"n","tier":"free","extra":{"a":["${lone}"]}}`), 'extra.a[0]');
+    }
+    expect(await keyCount()).toBe(before);
+  });
+
+  it('PATCH /v1/keys/{id} and the rotate body: the same, and the key is left as it was', async () => {
+    const created = await post('{"name":"unchanged","tier":"free"}');
+    expect(created.status).toBe(201);
+    const id = created.json.id;
+    for (const lone of LONE) {
+      const patch = (json: string) => admin(`/v1/keys/${id}`, { method: 'PATCH', body: json });
+      expectRefused(await patch(`{"name":"${lone}"}`), 'name');
+      expectRefused(await patch(`{"tier":"${lone}"}`), 'tier');
+      expectRefused(await patch(`{"scopes":["${lone}"]}`), 'scopes[0]');
+      expectRefused(await patch(`{"expires_at":"${lone}"}`), 'expires_at');
+      expectRefused(await patch(`{"${lone}":"x"}`), 'body');
+      expectRefused(await admin(`/v1/keys/${id}/rotate`, { method: 'POST', body: `{"note":"${lone}"}` }), 'note');
+    }
+    const after = await admin(`/v1/keys/${id}`);
+    expect(after.json).toMatchObject({ name: 'unchanged', tier: 'free' });
+    expect(after.json.rotated_at).toBeUndefined();
+  });
+
+  it('a body that is not UTF-8 (stray, overlong, truncated or surrogate-encoded bytes) is refused, not read with U+FFFD', async () => {
+    const before = await keyCount();
+    for (const bytes of [[0xff], [0xfe, 0xff], [0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf4, 0x90, 0x80, 0x80], [0x80]]) {
+      const body = Buffer.concat([Buffer.from('{"name":"a'), Buffer.from(bytes), Buffer.from('b","tier":"free"}')]);
+      const error = expectEnvelope(await post(body as unknown as string), 400, 'invalid_parameters');
+      expect(error.details).toEqual({ field: 'body', requirement: 'valid UTF-8' });
+    }
+    expect(await keyCount()).toBe(before);
+  });
+
+  it('valid text outside ASCII (accents, CJK, a surrogate pair, U+FFFD itself) is accepted and echoed exactly', async () => {
+    for (const name of ['Café Zoë', '東京', 'emoji \u{1F600}', 'replacement \uFFFD', 'max \u{10FFFF}']) {
+      const res = await post(JSON.stringify({ name, tier: 'free' }));
+      expect(res.status).toBe(201);
+      expect(res.json.name).toBe(name);
+      expect((await admin(`/v1/keys/${res.json.id}`)).json.name).toBe(name);
+    }
+    // The same pair written as JSON escapes is one valid character, not two lone halves.
+    const escaped = await post('{"name":"pair \\ud83d\\ude00","tier":"free"}');
+    expect(escaped.status).toBe(201);
+    expect(escaped.json.name).toBe('pair \u{1F600}');
+  });
+
+  it('sluice keys import refuses a backup line with a lone surrogate or bytes that are not UTF-8, naming the line, and imports nothing', async () => {
+    const config = writeConfig(readFileSync(stack.configFile, 'utf8'));
+    const hash = 'a'.repeat(64);
+    const header = JSON.stringify({ format: 'sluice-keys/1', exported_at: '2026-01-01T00:00:00Z' });
+    const record = (name: string, id: string) =>
+      `{"id":"${id}","name":"${name}","tier":"free","status":"active","created_at":"2026-01-01T00:00:00Z","secret_hashes":["${hash}"]}`;
+    try {
+      const cases: [Buffer, RegExp][] = [
+        [Buffer.from(`${header}\n${record('ok', 'key_0000aaaa')}\n${record('bad\\ud800', 'key_0000bbbb')}\n`), /line 3: name: expected valid Unicode text/],
+        [Buffer.from(`${header}\n${record('ok', 'key_0000aaaa')}\n${record('ok', 'key_0000bbbb').replace('"tier"', '"\\udc00":1,"tier"')}\n`), /line 3: line: expected valid Unicode text/],
+        [Buffer.concat([Buffer.from(`${header}\n${record('a', 'key_0000aaaa')}`.replace('"a"', '"a')), Buffer.from([0xff]), Buffer.from('"\n')]), /not valid UTF-8/],
+      ];
+      for (const [bytes, message] of cases) {
+        const file = `${config}.jsonl`;
+        writeFileSync(file, bytes);
+        const out = await runCli(['keys', 'import', '--config', config, file]);
+        expect(out.code).toBe(1);
+        expect(out.stderr).toMatch(message);
+        expect(out.stderr).toContain('nothing was imported');
+        expectEnvelope(await admin('/v1/keys/key_0000aaaa'), 404, 'key_not_found');
+      }
+    } finally {
+      removeConfig(config);
+    }
+  });
+});
