@@ -1,4 +1,4 @@
-// Builds k8s/base/prometheusrule.yaml (prometheus-operator) from deploy/prometheus/alerts.yml, so the alert
+// Builds k8s/overlays/monitoring/prometheusrule.yaml (prometheus-operator) from deploy/prometheus/alerts.yml, so the alert
 // rules exist once. `npm run k8s:rules` rewrites it; a test fails when the two drift apart.
 //   node scripts/prometheusrule.mjs [--check]
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { parse, stringify } from 'yaml';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const source = path.join(root, 'deploy/prometheus/alerts.yml');
-const target = path.join(root, 'k8s/base/prometheusrule.yaml');
+const target = path.join(root, 'k8s/overlays/monitoring/prometheusrule.yaml');
 
 export function buildPrometheusRule(alertsText) {
   const { groups } = parse(alertsText);
@@ -25,7 +25,7 @@ if (process.argv[1] === new URL(import.meta.url).pathname) {
   if (process.argv.includes('--check')) {
     const current = readFileSync(target, 'utf8');
     if (current !== built) {
-      console.error('k8s/base/prometheusrule.yaml is out of date: run npm run k8s:rules');
+      console.error('k8s/overlays/monitoring/prometheusrule.yaml is out of date: run npm run k8s:rules');
       process.exit(1);
     }
   } else {

@@ -11,6 +11,7 @@ import { formatWindow } from './config/duration';
 import { startGateway } from './main';
 import { connectKeyStore, openRedisKeyStore } from './backends';
 import { createLogger } from './log';
+import { packageVersion } from './version';
 
 /** Loads and validates a config, or prints every problem with its path and exits 1. */
 function loadConfigOrExit(file: string): Config {
@@ -77,6 +78,7 @@ const shortKey = (created: KeyWithSecret) => JSON.stringify({ id: created.id, ke
 const program = new Command()
   .name('sluice')
   .description('sluice, a distributed API gateway')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
 program

@@ -5,13 +5,15 @@ import pino, { type Logger } from 'pino';
  * redaction below is a second line of defence for header objects that might be logged by mistake.
  */
 export function createLogger(level: string): Logger {
-  // Written asynchronously, off the request path; pino flushes what is pending when the process exits.
-  const stdout = pino.destination({ dest: 1, sync: false });
+  // Written asynchronously, off the request path, in batches: one write per 4 KB of lines (an access
+  // line each request would otherwise be a write each), and at least every 100 ms so a quiet gateway's
+  // lines still appear at once. pino flushes what is pending when the process exits.
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 });
   return pino(
     {
       level,
       base: { service: 'sluice' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       redact: {
         paths: ['headers["x-api-key"]', 'headers.authorization', '*.headers["x-api-key"]', '*.headers.authorization', 'password', '*.password', 'token', '*.token'],
         censor: '[redacted]',
@@ -19,4 +21,25 @@ export function createLogger(level: string): Logger {
     },
     stdout,
   );
+}
+
+/**
+ * The access log: `log` without the redaction pass, which costs more than the rest of the line. Its
+ * lines carry only fields finish.ts chooses, none of them a header object or a secret. It follows
+ * `log`'s level (a reload that changes it applies to both).
+ */
+export function accessLogger(log: Logger): Logger {
+  return log.child({}, { redact: [] });
+}
+
+// pino's isoTime formats a Date for every line; lines of the same millisecond share one text.
+let lastMs = 0;
+let lastTime = '';
+function isoTime(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
 }

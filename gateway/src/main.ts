@@ -7,7 +7,7 @@ import { ConfigError, loadConfigFile } from './config/loader';
 import { restartOnlyChanges, type Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
 import { addBreakerSource, configReloads, registry } from './metrics/registry';
-import { createLogger } from './log';
+import { accessLogger, createLogger } from './log';
 import { requestClientAddress, TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { RouteTable } from './routing/route-table';
@@ -42,6 +42,7 @@ function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: L
     limiter: backends.limiter,
     failedKeys: backends.failedKeys,
     log,
+    accessLog: previous?.accessLog ?? accessLogger(log),
   };
 }
 

@@ -19,4 +19,6 @@ export interface Runtime {
   readonly limiter: Limiter;
   readonly failedKeys: FailedKeyGuard;
   readonly log: Logger;
+  /** `log` for access-log lines (see log.ts accessLogger). */
+  readonly accessLog: Logger;
 }

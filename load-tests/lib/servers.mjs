@@ -38,8 +38,8 @@ export async function startBareUndici(group, upstream) {
 }
 
 /** Baseline 3, the floor: bare undici + SHA-256 of the key + one EVALSHA of sluice's window script (floor-proxy.mjs). */
-export async function startFloor(group, upstream, redis) {
-  const p = await group.start('floor', process.execPath, [here('floor-proxy.mjs')], {
+export async function startFloor(group, upstream, redis, nodeArgs = []) {
+  const p = await group.start('floor', process.execPath, [...nodeArgs, here('floor-proxy.mjs')], {
     core: CORE.proxy,
     env: { UPSTREAM: upstream.url, REDIS_URL: redis.url },
     readyLine: portLine,
@@ -123,7 +123,7 @@ export const OPEN_TIER = { limits: [{ requests: 1_000_000_000, per: '1m' }, { re
  * open tier `bench` and the seed key BENCH_KEY. Access log off (log level warn), no drain delay.
  * Waits until the admin /readyz answers 200 and the seed key gets a 200 through the proxy.
  */
-export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice' }) {
+export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice', nodeArgs = [] }) {
   const port = await freePort();
   const adminPort = await freePort();
   const base = {
@@ -146,7 +146,7 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   };
   const file = path.join(tempDir('sluice'), 'gateway.yaml');
   writeFileSync(file, YAML.stringify(merged));
-  const p = await group.start(name, process.execPath, [path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file], { core: CORE.proxy });
+  const p = await group.start(name, process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file], { core: CORE.proxy });
   await waitFor(`${name} /readyz`, async () => (await fetch(`${url(adminPort)}/readyz`)).status === 200, 15_000, p.child);
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);
   return { ...p, port, adminPort, url: url(port), configFile: file };

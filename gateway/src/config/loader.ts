@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { isScalar, LineCounter, parseAllDocuments, visit, type Document, type YAMLError } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config } from './schema';
+import { configSchema, knownKeysAt, type Config } from './schema';
+import { closestName } from './suggest';
 
 export type { Config } from './schema';
 
@@ -200,10 +201,17 @@ const TYPE_NAMES: Record<string, string> = {
 
 function issueProblems(issue: z.core.$ZodIssue): Problem[] {
   const path = issue.path.map((segment) => (typeof segment === 'number' ? segment : String(segment)));
-  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ path: [...path, key], message: 'unknown key' }));
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ path: [...path, key], message: unknownKeyMessage(key, path) }));
   // A record key (tier or upstream name) that fails its own schema: report the inner reason.
   if (issue.code === 'invalid_key') return [{ path, message: issue.issues[0]?.message ?? issue.message }];
   return [{ path, message: issue.message }];
+}
+
+/** `unknown key 'timout_ms' (did you mean 'timeout_ms'?)`, the suggestion taken from the schema's keys at that level. */
+function unknownKeyMessage(key: string, path: Path): string {
+  const known = knownKeysAt(path);
+  const suggestion = closestName(key, known);
+  return suggestion === undefined ? `unknown key '${key}'` : `unknown key '${key}' (did you mean '${suggestion}'?)`;
 }
 
 function isUnder(path: Path, prefix: Path): boolean {

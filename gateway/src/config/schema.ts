@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseByteSize, parseDuration } from './duration';
 import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from './patterns';
+import { METHOD_TOKEN, methodProblem, unreceivableMethod } from './methods';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers. Messages never quote the input: values may come from the environment (secrets).
@@ -128,8 +129,11 @@ const pathPrefix = z.string().transform((prefix, ctx) => {
   return prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
 });
 
+/** A method as written: a token, case kept (RFC 9110). Which ones a route may name is checked with the whole config (checkMethods). */
+const method = z.string().regex(METHOD_TOKEN, { error: 'expected an HTTP method like GET' });
+
 const methods = z
-  .array(z.string().regex(/^[A-Za-z]+$/, { error: 'expected an HTTP method like GET' }).transform((m) => m.toUpperCase()))
+  .array(method)
   .min(1, { error: 'expected at least one method (omit methods to allow any)' })
   .superRefine((list, ctx) => {
     list.forEach((method, i) => {
@@ -343,11 +347,36 @@ export function restartOnlyChanges(current: Config, next: Config): string[] {
   return changed;
 }
 
+type SchemaDef = { type: string; innerType?: z.ZodType; in?: z.ZodType; out?: z.ZodType; element?: z.ZodType; valueType?: z.ZodType; shape?: Record<string, z.ZodType> };
+
+/** The schema under defaults, optionals and pipes (preprocess/transform). */
+function unwrap(schema: z.ZodType): z.ZodType & { _zod: { def: SchemaDef } } {
+  let inner = schema as z.ZodType & { _zod: { def: SchemaDef } };
+  for (;;) {
+    const def = inner._zod.def;
+    const next = def.innerType ?? (def.type === 'pipe' ? (def.out?._zod.def.type === 'transform' ? def.in : def.out) : undefined);
+    if (!next) return inner;
+    inner = next as typeof inner;
+  }
+}
+
 /** The object schema under defaults and optionals, if there is one. */
 function objectInside(schema: z.ZodType): z.ZodObject | undefined {
-  let inner = schema as z.ZodType & { _zod: { def: { innerType?: z.ZodType; type: string } } };
-  while (inner._zod.def.innerType) inner = inner._zod.def.innerType as typeof inner;
+  const inner = unwrap(schema);
   return inner._zod.def.type === 'object' ? (inner as unknown as z.ZodObject) : undefined;
+}
+
+/** The keys the config's mapping at `path` may have (`['routes', 0, 'match']` → path_prefix, methods); [] if not a fixed mapping. */
+export function knownKeysAt(path: readonly (string | number)[]): string[] {
+  let schema: z.ZodType | undefined = configSchema;
+  for (const segment of path) {
+    const def: SchemaDef = unwrap(schema)._zod.def;
+    schema =
+      def.type === 'object' ? objectInside(schema)?.shape[segment] : def.type === 'array' ? def.element : def.type === 'record' ? def.valueType : undefined;
+    if (schema === undefined) return [];
+  }
+  const object = objectInside(schema);
+  return object ? Object.keys(object.shape) : [];
 }
 
 function nonEmptyRecord<T extends z.ZodType>(value: T, what: string) {
@@ -360,6 +389,15 @@ export const configSchema = z
     admin: restartOnly(adminSchema.prefault({})),
     store: restartOnly(storeSchema.prefault({})),
     failure_policy: restartOnly(z.enum(['fail_open_local', 'fail_closed']).default('fail_open_local')),
+    // Methods outside the standard ones (config/methods.ts) that routes may name, e.g. [PURGE].
+    allow_custom_methods: z
+      .array(
+        method.superRefine((m, ctx) => {
+          const problem = unreceivableMethod(m);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        }),
+      )
+      .default([]),
     trusted_proxies: z
       .array(z.string().refine(isIpOrCidr, { error: 'expected an IP address or CIDR like 10.0.0.0/8' }))
       .default([]),
@@ -417,7 +455,7 @@ type Issue = { path: (string | number)[]; message: string };
 
 function checkReferences(value: unknown, ctx: z.RefinementCtx): void {
   const root = asRecord(value) ?? {};
-  const issues = [...checkRoutes(root), ...checkSeedKeys(root)];
+  const issues = [...checkRoutes(root), ...checkMethods(root), ...checkSeedKeys(root)];
   for (const { path, message } of issues) ctx.addIssue({ code: 'custom', path, message });
 }
 
@@ -452,6 +490,26 @@ function checkRoutes(root: Record<string, unknown>): Issue[] {
         issues.push({ path: ['routes', i, 'match'], message: `same path_prefix and method as ${owner}` });
       }
       for (const pair of pairs) if (!matchOwners.has(pair)) matchOwners.set(pair, label);
+    }
+  });
+  return issues;
+}
+
+/** Every method a route or its CORS policy names: standard, or spelled out in allow_custom_methods. */
+function checkMethods(root: Record<string, unknown>): Issue[] {
+  const allowCustom = asArray(root.allow_custom_methods).filter((m): m is string => typeof m === 'string');
+  const issues: Issue[] = [];
+  asArray(root.routes).forEach((item, i) => {
+    const route = asRecord(item);
+    const lists: [string[], unknown][] = [
+      [['match', 'methods'], asRecord(route?.match)?.methods],
+      [['cors', 'allow_methods'], asRecord(route?.cors)?.allow_methods],
+    ];
+    for (const [at, list] of lists) {
+      asArray(list).forEach((m, j) => {
+        const problem = typeof m === 'string' && METHOD_TOKEN.test(m) ? methodProblem(m, allowCustom) : undefined;
+        if (problem !== undefined) issues.push({ path: ['routes', i, ...at, j], message: problem });
+      });
     }
   });
   return issues;

@@ -49,7 +49,7 @@ export function record(runtime: Runtime, outcome: Outcome): void {
   requestsBy(route, outcome.method ?? 'UNKNOWN', String(status)).inc();
   requestDurationBy(route).observe(seconds);
 
-  const { log, config } = runtime;
+  const { accessLog: log, config } = runtime;
   if (!log.isLevelEnabled('info')) return;
   const failed = outcome.code !== undefined || status >= 500;
   if (!failed && config.log.access_sample < 1 && Math.random() >= config.log.access_sample) return;

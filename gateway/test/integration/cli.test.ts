@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, removeConfig, runCli, writeConfig } from '../support/gateway';
 import { closedPort } from '../support/ports';
@@ -40,6 +43,46 @@ describe('sluice config check', () => {
       expect(out.stdout + out.stderr).not.toContain(secret);
     } finally {
       removeConfig(file);
+    }
+  });
+});
+
+describe('sluice config check, typos', () => {
+  it('names the closest known key for an unknown one', async () => {
+    const file = writeConfig(
+      'store:\n  timout_ms: 100\ntiers:\n  free: { limits: [{ requests: 1, per: 1m }] }\n' +
+        'upstreams:\n  u: { targets: ["http://127.0.0.1:9001"] }\nroutes:\n  - { name: r, match: { path_prefix: /r, methods: [GET] }, upstream: u, retires: 2 }\n',
+    );
+    try {
+      const out = await runCli(['config', 'check', file]);
+      expect(out.code).toBe(1);
+      expect(out.stderr).toContain("store.timout_ms: unknown key 'timout_ms' (did you mean 'timeout_ms'?)");
+      expect(out.stderr).toContain("routes[0].retires: unknown key 'retires' (did you mean 'retries'?)");
+    } finally {
+      removeConfig(file);
+    }
+  });
+});
+
+describe('sluice --version', () => {
+  const { version } = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+
+  it.each(['--version', '-V'])('%s prints the package version', async (flag) => {
+    const out = await runCli([flag]);
+    expect(out.code).toBe(0);
+    expect(out.stdout.trim()).toBe(version);
+  });
+
+  it('reads package.json at run time, wherever dist/ sits next to it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-version-'));
+    try {
+      cpSync(path.join(REPO_ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+      symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+      writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'sluice', version: '9.8.7-test' }));
+      const out = spawnSync(process.execPath, [path.join(dir, 'dist/cli.js'), '--version'], { encoding: 'utf8' });
+      expect(out.stdout.trim()).toBe('9.8.7-test');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

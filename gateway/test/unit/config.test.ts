@@ -82,6 +82,7 @@ describe('good fixtures', () => {
       admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000, failed_tokens: { max_attempts: 10, per: 60_000, block_for: 300_000 } },
       store: { timeout_ms: 100, max_wait_ms: 2000, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
+      allow_custom_methods: [],
       trusted_proxies: [],
       lifecycle: { drain_delay: 5000, grace: 30000 },
       rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 } },
@@ -107,7 +108,7 @@ describe('good fixtures', () => {
     expect(loadConfigFile(join(FIXTURES, 'good/minimal.yaml'), {})).toEqual(expected);
   });
 
-  test('values are normalised: durations and sizes in ms and bytes, methods upper-cased, origins and prefixes trimmed', () => {
+  test('values are normalised: durations and sizes in ms and bytes, origins and prefixes trimmed', () => {
     const config = loadConfigFile(join(FIXTURES, 'good/full.yaml'), {});
     expect(config.listen.max_header_bytes).toBe(32 * 1024);
     expect(config.store).toEqual({
@@ -185,7 +186,7 @@ describe('loading', () => {
   test('without a file the message is just the problems', () => {
     const error = configError(() => parseConfig('listen: { prot: 1 }\nlog: { level: loud }\n' + MINIMAL, {}));
     expect(error.message).toBe(
-      'listen.prot: unknown key\nlog.level: expected one of fatal, error, warn, info, debug, trace, silent',
+      "listen.prot: unknown key 'prot' (did you mean 'port'?)\nlog.level: expected one of fatal, error, warn, info, debug, trace, silent",
     );
     expect(error.name).toBe('ConfigError');
     expect(error).toBeInstanceOf(Error);
@@ -235,7 +236,7 @@ describe('environment interpolation', () => {
 
   test('map keys are not interpolated', () => {
     const error = configError(() => parseConfig(`listen:\n  \${KEY}: 1\n${MINIMAL}`, { KEY: 'port' }));
-    expect(error.problems).toEqual(['listen["${KEY}"]: unknown key']);
+    expect(error.problems).toEqual([`listen["\${KEY}"]: unknown key '\${KEY}'`]);
   });
 
   test('every missing variable is reported, together with the other problems', () => {
@@ -284,7 +285,7 @@ describe('YAML details', () => {
 
   test('a __proto__ key is an unknown key, not a prototype', () => {
     const error = configError(() => parseConfig(`listen:\n  __proto__: { port: 1 }\n${MINIMAL}`, {}));
-    expect(error.problems).toEqual(['listen.__proto__: unknown key']);
+    expect(error.problems).toEqual(["listen.__proto__: unknown key '__proto__'"]);
   });
 });
 
