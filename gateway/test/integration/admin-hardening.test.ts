@@ -173,6 +173,33 @@ describe('admin.failed_tokens: a brute-force block per client address on /v1/key
     expectEnvelope(await attacker('/v1/keys', { token: 'wrong-token' }), 401, 'invalid_admin_token');
   });
 
+  it('is exact under a burst: concurrent requests on many connections, and requests pipelined on one raw connection', async () => {
+    const burst = from('127.0.0.3');
+    const answers = await Promise.all(Array.from({ length: 200 }, () => burst('/v1/keys', { token: 'wrong-token' })));
+    const count = (status: number) => answers.filter((res) => res.status === status).length;
+    expect([count(401), count(429)]).toEqual([MAX_ATTEMPTS, 200 - MAX_ATTEMPTS]);
+    for (const res of answers) expectEnvelope(res, res.status, res.status === 401 ? 'invalid_admin_token' : 'too_many_failed_attempts');
+
+    // 3 × max_attempts requests in one write on one connection (the last one with the right token).
+    const client = await rawClient('127.0.0.4');
+    try {
+      const requests = Array.from({ length: 3 * MAX_ATTEMPTS }, (_, i) => head('GET', '/v1/keys', {}, i === 3 * MAX_ATTEMPTS - 1 ? ADMIN_TOKEN : `wrong-${i}`));
+      client.socket.end(requests.join(''));
+      await client.closed;
+      const statuses: number[] = [];
+      let rest = client.received();
+      while (rest.length > 0) {
+        const res = await firstResponse({ ...client, received: () => rest });
+        expectEnvelope(res, res.status, res.status === 401 ? 'invalid_admin_token' : 'too_many_failed_attempts');
+        statuses.push(res.status);
+        rest = res.rest;
+      }
+      expect(statuses).toEqual([...Array(MAX_ATTEMPTS).fill(401), ...Array(2 * MAX_ATTEMPTS).fill(429)]);
+    } finally {
+      client.socket.destroy();
+    }
+  });
+
   it('counts the client behind a trusted proxy (X-Forwarded-For), and ignores X-Forwarded-For from anyone else', async () => {
     const proxy = from(TRUSTED_PROXY);
     const viaProxy = (client: string, token?: string) => proxy('/v1/keys', { token, headers: { 'x-forwarded-for': `${client}, ${TRUSTED_PROXY}` } });
