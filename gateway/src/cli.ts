@@ -5,7 +5,7 @@ import type { Config } from './config/schema';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
-import { backupHeader, parseBackup } from './admin/backup';
+import { backupHeader, backupText, parseBackup } from './admin/backup';
 import { KeyService, type KeyWithSecret } from './admin/key-service';
 import { checkInput, createKeyInput } from './admin/validation';
 import { formatWindow } from './config/duration';
@@ -214,7 +214,7 @@ keys
     const config = redisOnly(opts.config, 'import');
     let records;
     try {
-      records = parseBackup(readFileSync(file === '-' ? 0 : file, 'utf8'));
+      records = parseBackup(backupText(readFileSync(file === '-' ? 0 : file)));
     } catch (err) {
       fail(`${file}: ${(err as Error).message}; nothing was imported`);
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import { ConfigError, loadConfigFile } from './config/loader';
 import type { Config } from './config/schema';
@@ -13,8 +14,17 @@ function loopbackTargets(config: Config): URL[] {
   return [...unique.values()].filter((u) => ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname));
 }
 
+/** A host a local client can reach: a wildcard listener is reached on loopback. */
+function reachable(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}
+
 async function main(): Promise<void> {
   const opts = new Command().requiredOption('-c, --config <file>').parse().opts<{ config: string }>();
+  // The example config has no default admin token (a guessable default would end up in production):
+  // without SLUICE_ADMIN_TOKEN the demo makes a random one for this run and prints it.
+  const generatedToken = process.env.SLUICE_ADMIN_TOKEN ? undefined : randomBytes(32).toString('hex');
+  if (generatedToken) process.env.SLUICE_ADMIN_TOKEN = generatedToken;
   let config: Config;
   try {
     config = loadConfigFile(opts.config);
@@ -33,14 +43,29 @@ async function main(): Promise<void> {
   const { key } = await gateway.store.create({ name: 'demo', tier: tierName });
   const granted = effectiveScopes(undefined, config.tiers[tierName].scopes);
   const route = config.routes.find((r) => granted.includes('*') || r.scopes.every((s) => granted.includes(s))) ?? config.routes[0];
-  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
+  const host = reachable(config.listen.host);
+  const admin = `http://${reachable(config.admin.host)}:${gateway.adminPort}`;
+  // A token the user chose is theirs to keep out of terminals and logs: the shell expands it.
+  const adminLines = !config.admin.token
+    ? ['  (no admin.token in this config: the key API under /v1/keys is disabled)']
+    : [
+        generatedToken ? `  admin token (generated for this run; set SLUICE_ADMIN_TOKEN to choose one): ${generatedToken}` : '  admin token: $SLUICE_ADMIN_TOKEN',
+        '',
+        '  the admin API (README, "Admin API"):',
+        ...(generatedToken ? [`    export SLUICE_ADMIN_TOKEN=${generatedToken}`] : []),
+        `    export ADMIN="${admin}" AUTH="Authorization: Bearer $SLUICE_ADMIN_TOKEN"`,
+        `    curl -s "$ADMIN/v1/keys" -H "$AUTH"`,
+        `    curl -s -X POST "$ADMIN/v1/keys" -H "$AUTH" -H 'content-type: application/json' -d '{"name":"Acme","tier":"${tierName}"}'`,
+      ];
 
   console.log(`
-  sluice is running on http://${host}:${gateway.port} (admin: http://${config.admin.host}:${gateway.adminPort}/healthz)
+  sluice is running on http://${host}:${gateway.port} (admin: ${admin}/healthz)
   demo API key (tier ${tierName}, shown once): ${key}
 
   try it:
     curl -i -H 'x-api-key: ${key}' http://${host}:${gateway.port}${route.match.path_prefix}
+
+${adminLines.join('\n')}
 
   Ctrl-C stops it.
 `);

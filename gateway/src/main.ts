@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import { createAdminServer } from './admin/server';
 import { KeyService } from './admin/key-service';
 import { createKeysApi } from './admin/keys-api';
+import { FailedTokenGuard } from './admin/failed-token-guard';
 import { ConfigError, loadConfigFile } from './config/loader';
 import { restartOnlyChanges, type Config } from './config/schema';
 import { watchConfigFile } from './config/watch';
 import { addBreakerSource, configReloads, registry } from './metrics/registry';
 import { accessLogger, createLogger } from './log';
-import { TrustedProxies } from './http/client-address';
+import { requestClientAddress, TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
@@ -121,7 +122,20 @@ export async function startGateway(
   backends.keyEvents.listen(keyCache); // a key changed on any replica: drop it here too
   const keyService = new KeyService({ store, events: backends.keyEvents, limiter: backends.limiter, config: () => runtime.config, log });
   const readiness = { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) };
-  const admin = options.worker ? undefined : createAdminServer(readiness, createKeysApi({ service: keyService, token: config.admin.token, log }));
+  const admin = options.worker
+    ? undefined
+    : createAdminServer(
+        config.listen,
+        readiness,
+        createKeysApi({
+          service: keyService,
+          token: config.admin.token,
+          failedTokens: new FailedTokenGuard(config.admin.failed_tokens),
+          clientAddress: (req) => requestClientAddress(req, runtime.trustedProxies),
+          bodyTimeoutMs: config.listen.body_timeout,
+          log,
+        }),
+      );
   await health.check();
   health.start();
 

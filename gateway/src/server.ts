@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 import { GatewayError, serviceUnavailable } from './errors/envelope';
 import { framingError, headerCountError, upgradeError } from './http/framing';
 import { isLingering } from './http/lingering-close';
-import type { ErrorCode } from './errors/catalogue';
+import { parserRefusal } from './http/parser-refusal';
+import { requestLimits } from './http/request-limits';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { finish } from './pipeline/finish';
@@ -34,17 +35,8 @@ export class GatewayServer {
   constructor(private readonly getRuntime: () => Runtime) {
     const { listen } = getRuntime().config;
     this.maxHeaderCount = listen.max_header_count;
-    this.http = http.createServer({
-      maxHeaderSize: listen.max_header_bytes,
-      // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
-      headersTimeout: listen.headers_timeout,
-      // How often node checks that timeout (default 30 s would make a short one meaningless).
-      connectionsCheckingInterval: Math.min(1000, Math.max(100, listen.headers_timeout / 2)),
-      requestTimeout: 0,
-      keepAliveTimeout: 5_000,
-      // Checked by framingError, so a missing Host gets an envelope rather than node's bare 400.
-      requireHostHeader: false,
-    });
+    // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
+    this.http = http.createServer({ ...requestLimits(listen), keepAliveTimeout: 5_000 });
     // Node keeps only the first maxHeadersCount lines and drops the rest silently: one more than we
     // accept is kept, so a request past our count is seen to be (headerCountError) and refused.
     this.http.maxHeadersCount = listen.max_header_count + 1;
@@ -164,9 +156,7 @@ export class GatewayServer {
       socket.destroy();
       return;
     }
-    const code: ErrorCode =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'invalid_request';
-    answerUnparsed(this.getRuntime(), socket, new GatewayError(code), err.code);
+    answerUnparsed(this.getRuntime(), socket, parserRefusal(err), err.code);
   }
 
   /** Drain, step 1: stop accepting; answers from now on close their connections. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { KEY_ID_PATTERN } from '../keys/records';
 import type { ApiKeyRecord } from '../keys/types';
+import { decodeUtf8, malformedTextPath, UNICODE_REQUIREMENT } from './unicode';
 
 // `sluice keys export|import`: JSON lines, a header line, then one key record per line with its
 // secret hashes (never a plaintext key), so a lost or emptied key store can be restored.
@@ -31,6 +32,13 @@ const recordSchema = z.strictObject({
 
 const headerSchema = z.strictObject({ format: z.literal(BACKUP_FORMAT), exported_at: time });
 
+/** The bytes of a backup file as text; an error when they are not UTF-8 (never silently replaced). */
+export function backupText(bytes: Uint8Array): string {
+  const text = decodeUtf8(bytes);
+  if (text === undefined) throw new Error('the backup is not valid UTF-8');
+  return text;
+}
+
 /** The records of a backup, or an error naming the first bad line. */
 export function parseBackup(text: string): ApiKeyRecord[] {
   const lines = text.split('\n').map((line, i) => ({ line, number: i + 1 })).filter(({ line }) => line.trim() !== '');
@@ -42,6 +50,8 @@ export function parseBackup(text: string): ApiKeyRecord[] {
     } catch {
       throw new Error(`line ${number}: not JSON`);
     }
+    const malformed = malformedTextPath(json);
+    if (malformed) throw new Error(`line ${number}: ${malformed.join('.') || 'line'}: expected ${UNICODE_REQUIREMENT}`);
     const result = schema.safeParse(json);
     if (!result.success) {
       const issue = result.error.issues[0];

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { asGatewayError, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { StoreUnavailableError } from '../redis/errors';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
+import type { FailedTokenGuard } from './failed-token-guard';
 import { KeyServiceError, type KeyService } from './key-service';
+import { decodeUtf8 } from './unicode';
 import { createKeyInput, invalidParameters, listKeysQuery, parseInput, rotateKeyInput, updateKeyInput } from './validation';
 
 // The key API under /v1/keys on the admin listener: bearer token, JSON in and out, envelopes on errors.
@@ -64,17 +66,23 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return match !== null && timingSafeEqual(digest(match[1]), digest(token));
 }
 
-function readBody(req: IncomingMessage, optional: boolean): Promise<unknown> {
+function payloadTooLarge(): GatewayError {
+  return new GatewayError('payload_too_large', {
+    message: `The request body is larger than the key API accepts (${MAX_ADMIN_BODY_BYTES} bytes).`,
+    details: { max_body_bytes: MAX_ADMIN_BODY_BYTES },
+    headers: { connection: 'close' },
+  });
+}
+
+/**
+ * The JSON body, read whole up to MAX_ADMIN_BODY_BYTES: refused (413) as soon as it is known to be
+ * larger (its Content-Length, or the byte past the limit); 408 when no byte came for `gapMs`.
+ */
+function readBody(req: IncomingMessage, optional: boolean, gapMs: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;
   if (!hasBody && optional) return Promise.resolve(undefined);
-  const tooLarge = () =>
-    new GatewayError('payload_too_large', {
-      message: `The request body is larger than the key API accepts (${MAX_ADMIN_BODY_BYTES} bytes).`,
-      details: { max_body_bytes: MAX_ADMIN_BODY_BYTES },
-      headers: { connection: 'close' },
-    });
-  if (declared > MAX_ADMIN_BODY_BYTES) return Promise.reject(tooLarge());
+  if (declared > MAX_ADMIN_BODY_BYTES) return Promise.reject(payloadTooLarge());
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/json') {
     return Promise.reject(invalidParameters('content-type', 'application/json', "The 'content-type' header must be application/json"));
@@ -82,19 +90,32 @@ function readBody(req: IncomingMessage, optional: boolean): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (err: GatewayError) => {
+      clearTimeout(timer);
+      req.removeAllListeners('data');
+      reject(err); // the answer closes the connection; the rest of the body is read and dropped (lingerOnClose)
+    };
+    const armTimer = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => stop(new GatewayError('request_timeout', { headers: { connection: 'close' } })), gapMs);
+    };
+    armTimer();
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_ADMIN_BODY_BYTES) {
-        req.removeAllListeners('data');
-        req.resume(); // discard the rest; the answer closes the connection
-        reject(tooLarge());
-      } else chunks.push(chunk);
+      if (size > MAX_ADMIN_BODY_BYTES) return stop(payloadTooLarge());
+      chunks.push(chunk);
+      armTimer();
     });
-    req.on('error', reject);
+    // Cut short, or its framing broke: the server answers (or the client is gone); nothing is parsed.
+    req.on('error', () => stop(new GatewayError('invalid_request', { headers: { connection: 'close' } })));
     req.on('end', () => {
+      clearTimeout(timer);
       if (size > MAX_ADMIN_BODY_BYTES) return;
+      const text = decodeUtf8(Buffer.concat(chunks));
+      if (text === undefined) return reject(invalidParameters('body', 'valid UTF-8', 'The request body must be valid UTF-8'));
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        resolve(JSON.parse(text));
       } catch {
         reject(invalidParameters('body', 'valid JSON', 'The request body must be valid JSON'));
       }
@@ -106,24 +127,37 @@ export interface KeysApiOptions {
   service: KeyService;
   /** admin.token; without one every key API request is refused. */
   token: string | undefined;
+  /** Wrong tokens per client address (admin.failed_tokens). */
+  failedTokens: FailedTokenGuard;
+  /** The real client of a request (honouring trusted_proxies). */
+  clientAddress: (req: IncomingMessage) => string;
+  /** listen.body_timeout: the longest gap between two reads of a body (then 408). */
+  bodyTimeoutMs: number;
   log: Logger;
 }
 
 /** Answers one request under /v1/keys; throws nothing: every failure is returned as a GatewayError. */
-export function createKeysApi({ service, token, log }: KeysApiOptions) {
+export function createKeysApi({ service, token, failedTokens, clientAddress, bodyTimeoutMs, log }: KeysApiOptions) {
   if (!token) log.warn('admin.token is not set: the key API (/v1/keys) refuses every request with 401; /metrics, /healthz and /readyz stay open');
 
   return async (req: IncomingMessage, path: string, search: URLSearchParams, requestId: string): Promise<ApiAnswer | GatewayError> => {
     try {
       if (!token) throw new GatewayError('invalid_admin_token', { message: 'The key API is disabled: no admin.token is configured on this gateway.' });
-      if (!tokenMatches(req.headers.authorization, token)) throw new GatewayError('invalid_admin_token', { headers: { 'www-authenticate': 'Bearer' } });
+      // A blocked address is refused even with the right token: a guesser must not learn it was right.
+      const address = clientAddress(req);
+      const blocked = failedTokens.refusal(address);
+      if (blocked) throw blocked;
+      if (!tokenMatches(req.headers.authorization, token)) {
+        failedTokens.recordFailure(address);
+        throw new GatewayError('invalid_admin_token', { headers: { 'www-authenticate': 'Bearer' } });
+      }
       for (const route of routes) {
         const found = route.path.exec(path);
         if (!found || route.method !== req.method) continue;
         return await route.handler(service, {
           id: decodeSegment(found[1] ?? ''),
           query: Object.fromEntries(search),
-          body: (options) => readBody(req, options?.optional ?? false),
+          body: (options) => readBody(req, options?.optional ?? false, bodyTimeoutMs),
         });
       }
       throw new GatewayError('route_not_found');

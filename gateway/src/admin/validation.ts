@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { GatewayError } from '../errors/envelope';
 import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from '../config/patterns';
 import { KEY_ID_PATTERN } from '../keys/records';
+import { malformedTextPath, UNICODE_REQUIREMENT } from './unicode';
 
 // The shapes the key API accepts (zod), and how the first problem becomes a 400 invalid_parameters
 // with `details.field` and `details.requirement`. Each error text is the requirement, worded to follow
@@ -84,6 +85,9 @@ function problemOf(issue: Issue, input: unknown): InputProblem {
 
 /** Validates `input` for any edge (HTTP, the CLI): the typed value, or its first problem. */
 export function checkInput<T extends z.ZodType>(schema: T, input: unknown): { value: z.output<T> } | { problem: InputProblem } {
+  // Before the schema: its messages may name an unknown key, which must not carry a lone surrogate either.
+  const malformed = malformedTextPath(input);
+  if (malformed) return { problem: { field: malformed.length === 0 ? 'body' : formatPath(malformed), requirement: UNICODE_REQUIREMENT } };
   const result = schema.safeParse(input);
   return result.success ? { value: result.data } : { problem: problemOf(result.error.issues[0], input) };
 }

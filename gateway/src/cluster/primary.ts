@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { KeyService } from '../admin/key-service';
 import { createKeysApi } from '../admin/keys-api';
 import { createAdminServer } from '../admin/server';
+import { FailedTokenGuard } from '../admin/failed-token-guard';
+import { requestClientAddress, TrustedProxies } from '../http/client-address';
 import { connectKeyStore, openKeyApiBackends } from '../backends';
 import type { Config } from '../config/schema';
 import { watchConfigFile } from '../config/watch';
@@ -49,9 +51,18 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
   }
 
   const keyService = new KeyService({ store: keyApi.keyStore, events: keyApi.keyEvents, limiter: keyApi.limiter, config: () => config, log });
+  const trustedProxies = new TrustedProxies(config.trusted_proxies);
   const admin = createAdminServer(
+    config.listen,
     { notReadyReason: () => pool.notReadyReason() },
-    createKeysApi({ service: keyService, token: config.admin.token, log }),
+    createKeysApi({
+      service: keyService,
+      token: config.admin.token,
+      failedTokens: new FailedTokenGuard(config.admin.failed_tokens),
+      clientAddress: (req) => requestClientAddress(req, trustedProxies),
+      bodyTimeoutMs: config.listen.body_timeout,
+      log,
+    }),
     () => replicaMetrics(pool),
   );
   const adminPort = await listenAdmin(admin, config);

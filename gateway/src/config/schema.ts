@@ -167,10 +167,32 @@ const listenSchema = z.strictObject({
   request_buffer_bytes: byteSize().default(64 * 1024),
 });
 
+/** Failed attempts per client address before a block (the public port's keys, the admin port's token). */
+function failedAttempts(defaultMaxAttempts: number) {
+  return z
+    .strictObject({
+      max_attempts: integer(1).default(defaultMaxAttempts),
+      per: duration().prefault('1m'),
+      block_for: duration().prefault('5m'),
+    })
+    .prefault({});
+}
+
+// A shorter token could be guessed or brute-forced; 32 characters is what `openssl rand -hex 16` prints.
+export const ADMIN_TOKEN_MIN_LENGTH = 32;
+const adminToken = z
+  .string()
+  // An empty token from an unset-but-defaulted env var must not disable auth.
+  .min(1, { error: 'must not be empty', abort: true })
+  // The message never quotes the token: it is a secret.
+  .min(ADMIN_TOKEN_MIN_LENGTH, { error: `must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters (generate one with: openssl rand -hex 32)` });
+
 const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   port: integer(0, 65535).default(9090),
-  token: nonEmpty.optional(), // an empty token from an unset-but-defaulted env var must not disable auth
+  token: adminToken.optional(),
+  // Wrong bearer tokens per client address on /v1/keys before it is blocked (429), in memory per replica.
+  failed_tokens: failedAttempts(10),
   // How long a rotated-out key keeps working, so clients can switch over (0s: it stops at once).
   rotation_grace: duration({ allowZero: true }).prefault('24h'),
 });
@@ -402,15 +424,7 @@ export const configSchema = z
         // Also send the IETF draft's RateLimit-Policy / RateLimit headers.
         ietf_headers: boolean.default(false),
         // Failed key attempts per client address before it gets 429 too_many_failed_attempts.
-        failed_keys: restartOnly(
-          z
-            .strictObject({
-              max_attempts: integer(1).default(20),
-              per: duration().prefault('1m'),
-              block_for: duration().prefault('5m'),
-            })
-            .prefault({}),
-        ),
+        failed_keys: restartOnly(failedAttempts(20)),
       })
       .prefault({}),
     metrics: z

@@ -13,11 +13,11 @@ export const catalogue = {
   key_not_found: { status: 404, message: 'The API key does not exist.' },
   request_timeout: { status: 408, message: 'The client took too long to send the request.' },
   key_exists: { status: 409, message: 'An API key with this value already exists.' },
-  payload_too_large: { status: 413, message: 'The request body is larger than this route allows.' },
+  payload_too_large: { status: 413, message: 'The request body is larger than allowed.' },
   unknown_tier: { status: 422, message: 'The tier does not exist.' },
   validation_failed: { status: 422, message: 'The request is well-formed but contains semantic errors.' },
   rate_limit_exceeded: { status: 429, message: 'API rate limit exceeded.' },
-  too_many_failed_attempts: { status: 429, message: 'Too many failed API key attempts from this address.' },
+  too_many_failed_attempts: { status: 429, message: 'Too many failed authentication attempts from this address.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   internal_error: {
     status: 500,

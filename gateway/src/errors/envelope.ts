@@ -37,6 +37,19 @@ export function serviceUnavailable(options: { message?: string; retryAfterSecond
   return new GatewayError('service_unavailable', { ...rest, headers: { 'retry-after': String(retryAfterSeconds) } });
 }
 
+/**
+ * 429 too_many_failed_attempts with Retry-After (whole seconds, at least 1): an address blocked by a
+ * brute-force guard, for API keys (ratelimit/failed-key-guard.ts) or the admin token (admin/failed-token-guard.ts).
+ */
+export function tooManyFailedAttempts(msLeft: number, headers: Record<string, string> = {}): GatewayError {
+  const retryAfter = Math.max(1, Math.ceil(msLeft / 1000));
+  return new GatewayError('too_many_failed_attempts', {
+    message: `${catalogue.too_many_failed_attempts.message} Please wait ${retryAfter} seconds before retrying.`,
+    details: { retry_after: retryAfter },
+    headers: { 'retry-after': String(retryAfter), ...headers },
+  });
+}
+
 /** Anything thrown that is not a GatewayError is a bug: a 500 that names only the request id. */
 export function asGatewayError(err: unknown, requestId: string): GatewayError {
   if (err instanceof GatewayError) return err;

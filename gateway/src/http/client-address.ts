@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 
 /** The configured trusted proxies (addresses or CIDRs), built once per config. */
@@ -54,4 +55,10 @@ function hopAddress(hop: string): string {
   if (bracketed) return plainAddress(bracketed[1]);
   const ipv4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(entry);
   return plainAddress(ipv4WithPort ? ipv4WithPort[1] : entry);
+}
+
+/** The real client of a request (resolveClientAddress on its socket peer and X-Forwarded-For). */
+export function requestClientAddress(req: IncomingMessage, trusted: TrustedProxies): string {
+  const forwardedFor = req.headers['x-forwarded-for'];
+  return resolveClientAddress(req.socket.remoteAddress ?? '', Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor, trusted);
 }

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config } from '../config/schema';
-import { GatewayError } from '../errors/envelope';
+import { tooManyFailedAttempts, type GatewayError } from '../errors/envelope';
 import { failedKeyBlocks } from '../metrics/registry';
 import type { RedisClient } from '../redis/client';
 
@@ -54,16 +54,10 @@ export class FailedKeyGuard {
 
   private refusal(msLeft: number, remaining: number): GatewayError {
     failedKeyBlocks.inc();
-    const retryAfter = Math.max(1, Math.ceil(msLeft / 1000));
-    return new GatewayError('too_many_failed_attempts', {
-      message: `Too many failed API key attempts from this address. Please wait ${retryAfter} seconds before retrying.`,
-      details: { retry_after: retryAfter },
-      headers: {
-        'retry-after': String(retryAfter),
-        'x-ratelimit-limit': String(this.settings.max_attempts),
-        'x-ratelimit-remaining': String(Math.max(0, remaining)),
-        'x-ratelimit-reset': String(Math.ceil((Date.now() + msLeft) / 1000)),
-      },
+    return tooManyFailedAttempts(msLeft, {
+      'x-ratelimit-limit': String(this.settings.max_attempts),
+      'x-ratelimit-remaining': String(Math.max(0, remaining)),
+      'x-ratelimit-reset': String(Math.ceil((Date.now() + msLeft) / 1000)),
     });
   }
 }

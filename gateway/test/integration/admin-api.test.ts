@@ -20,7 +20,8 @@ let admin: AdminCall;
 
 const stack = suiteStack(({ redis, upstream }) =>
   baseConfig({
-    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, rotation_grace: `${GRACE_MS}ms` },
+    // This suite sends wrong tokens on purpose; the brute-force block has its own suite (admin-hardening).
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, rotation_grace: `${GRACE_MS}ms`, failed_tokens: { max_attempts: 1000 } },
     store: { redis: { url: redis.url }, timeout_ms: 1000, cache: { ttl: '60s' } },
     rate_limiting: { failed_keys: { max_attempts: 1000, per: '1m', block_for: '1s' } },
     tiers: {

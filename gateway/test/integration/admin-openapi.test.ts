@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
+import { Agent } from 'undici';
 import { parse } from 'yaml';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
 import { suiteStack, baseConfig, REPO_ROOT, type TestGateway } from '../support/gateway';
@@ -55,7 +56,7 @@ let admin: AdminCall;
 
 const stack = suiteStack(({ redis, upstream }) =>
   baseConfig({
-    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, failed_tokens: { max_attempts: 10, per: '1m', block_for: '1m' } }, // 127.0.0.1 sends 7 wrong tokens below
     store: { redis: { url: redis.url }, timeout_ms: 1000 },
     tiers: { free: { limits: [{ requests: 10, per: '1m' }], scopes: ['users:read'] } },
     upstreams: { app: { targets: [upstream.url] } },
@@ -114,6 +115,30 @@ it('every answer of the admin listener matches gateway/openapi.yaml', async () =
     ['get', '/metrics', () => send(`${gateway.adminUrl}/metrics`)],
   ];
   for (const [method, template, run] of calls) check(method, template, await run());
+
+  // Another client address (127.0.0.70) that sends max_attempts wrong tokens is refused (429) on every
+  // key operation, with the right token too.
+  const attacker = new Agent({ localAddress: '127.0.0.70' });
+  try {
+    const fromAttacker = (method: string, path: string, token = ADMIN_TOKEN) =>
+      send(`${gateway.adminUrl}${path}`, { method, headers: { authorization: `Bearer ${token}` }, dispatcher: attacker });
+    for (let i = 0; i < 10; i++) check('get', '/v1/keys', await fromAttacker('GET', '/v1/keys', 'wrong-token'));
+    for (const [method, template, path] of [
+      ['post', '/v1/keys', '/v1/keys'],
+      ['get', '/v1/keys', '/v1/keys'],
+      ['get', KEY, id],
+      ['patch', KEY, id],
+      ['delete', KEY, id],
+      ['post', `${KEY}/rotate`, `${id}/rotate`],
+      ['get', `${KEY}/usage`, `${id}/usage`],
+    ]) {
+      const res = check(method, template, await fromAttacker(method.toUpperCase(), path));
+      expect(res.status).toBe(429);
+      expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
+    }
+  } finally {
+    await attacker.close();
+  }
 
   // A usage report for a key whose tier left the config (422); every key operation with Redis frozen (503).
   const orphan = await createKey(admin, { name: 'orphan', tier: 'free' });

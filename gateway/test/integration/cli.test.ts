@@ -10,7 +10,10 @@ const fixture = (name: string) => path.join(REPO_ROOT, 'gateway/test/fixtures/co
 
 describe('sluice config check', () => {
   it('exits 0 for a valid file', async () => {
-    const out = await runCli(['config', 'check', path.join(REPO_ROOT, 'config/gateway.example.yaml')]);
+    const out = await runCli(['config', 'check', path.join(REPO_ROOT, 'config/gateway.example.yaml')], {
+      ...process.env,
+      SLUICE_ADMIN_TOKEN: 'cli-test-admin-token-0123456789abcdef',
+    });
     expect(out.code).toBe(0);
     expect(out.stdout).toContain('OK');
   });

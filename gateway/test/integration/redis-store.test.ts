@@ -193,7 +193,7 @@ describe('the CLI with the embedded store', () => {
     );
 
   it('manages the keys of the running gateway through its admin API, and says so when none is running', async () => {
-    const file = embeddedConfig({ host: '127.0.0.1', port: await freePort(), token: 'embedded-admin-token-0000' });
+    const file = embeddedConfig({ host: '127.0.0.1', port: await freePort(), token: 'embedded-admin-token-0000-0123456789abcdef' });
     try {
       const none = await runCli(['keys', 'create', '--config', file, '--tier', 'free', '--name', 'x']);
       expect(none.code).toBe(1);

@@ -1,4 +1,5 @@
-import { createKeyInput, listKeysQuery, parseInput, updateKeyInput } from '../../src/admin/validation';
+import { checkInput, createKeyInput, listKeysQuery, parseInput, updateKeyInput } from '../../src/admin/validation';
+import { backupText, parseBackup } from '../../src/admin/backup';
 import { GatewayError } from '../../src/errors/envelope';
 
 // Body validation of the key API: the first zod problem becomes the seed's 400 shape.
@@ -45,5 +46,63 @@ describe('parseInput', () => {
       field: 'body',
       requirement: 'a JSON object with at least one of name, tier, scopes, expires_at',
     });
+  });
+});
+
+describe('text that is not valid Unicode', () => {
+  const UNICODE = 'valid Unicode text (no lone UTF-16 surrogates)';
+  const lone = ['\ud800', '\udbff', '\udc00', '\udfff', 'a\ud800b', '\udc00\ud800', 'end\ud83d'];
+
+  it.each(lone.map((s) => [JSON.stringify(s), s]))('%s is refused in every string of a create, patch or query, naming the field', (_label, bad) => {
+    const cases: [() => unknown, string][] = [
+      [() => parseInput(createKeyInput, { name: bad, tier: 'free' }), 'name'],
+      [() => parseInput(createKeyInput, { name: 'n', tier: bad }), 'tier'],
+      [() => parseInput(createKeyInput, { name: 'n', tier: 'free', scopes: ['a:b', bad] }), 'scopes[1]'],
+      [() => parseInput(createKeyInput, { name: 'n', tier: 'free', expires_at: bad }), 'expires_at'],
+      [() => parseInput(createKeyInput, { name: 'n', tier: 'free', key: bad }), 'key'],
+      [() => parseInput(createKeyInput, { name: 'n', tier: 'free', [bad]: 1 }), 'body'],
+      [() => parseInput(updateKeyInput, { name: bad }), 'name'],
+      [() => parseInput(updateKeyInput, { scopes: [bad] }), 'scopes[0]'],
+      [() => parseInput(updateKeyInput, { nested: { deeper: [1, bad] } }), 'nested.deeper[1]'],
+      [() => parseInput(listKeysQuery, { cursor: bad }, 'parameter'), 'cursor'],
+    ];
+    for (const [run, field] of cases) {
+      const refused = refusal(run);
+      expect(refused).toMatchObject({ status: 400, code: 'invalid_parameters', details: { field, requirement: UNICODE } });
+      expect(refused.message.isWellFormed()).toBe(true);
+    }
+  });
+
+  it('the check is in checkInput, so the CLI refuses the same', () => {
+    expect(checkInput(createKeyInput, { name: 'a\udfff', tier: 'free' })).toEqual({ problem: { field: 'name', requirement: UNICODE } });
+  });
+
+  it('valid text beyond ASCII passes untouched, a surrogate pair included', () => {
+    for (const name of ['Zoë', '東京', '\u{1F600}', '\ud83d\ude00 pair', '\uFFFD', '\u{10FFFF}']) {
+      expect(parseInput(createKeyInput, { name, tier: 'free' }).name).toBe(name);
+    }
+  });
+});
+
+describe('backups (sluice keys import)', () => {
+  const header = JSON.stringify({ format: 'sluice-keys/1', exported_at: '2026-01-01T00:00:00Z' });
+  const record = { id: 'key_0000aaaa', name: 'ok', tier: 'free', status: 'active', created_at: '2026-01-01T00:00:00Z', secret_hashes: ['a'.repeat(64)] };
+
+  it('refuses a line with a lone surrogate in any string, naming the line and field', () => {
+    for (const [patch, where] of [
+      [{ name: 'x\ud800' }, 'name'],
+      [{ tier: '\udc00' }, 'tier'],
+      [{ scopes: ['a', '\udfff'] }, 'scopes.1'],
+      [{ previous_secrets: [{ hash: 'b'.repeat(64), until: '\ud800' }] }, 'previous_secrets.0.until'],
+    ] as const) {
+      const text = `${header}\n${JSON.stringify({ ...record, ...patch })}\n`;
+      expect(() => parseBackup(text)).toThrow(`line 2: ${where}: expected valid Unicode text (no lone UTF-16 surrogates)`);
+    }
+    expect(parseBackup(`${header}\n${JSON.stringify({ ...record, name: 'Zoë \u{1F600}' })}\n`)[0].name).toBe('Zoë \u{1F600}');
+  });
+
+  it('refuses bytes that are not UTF-8 instead of replacing them', () => {
+    expect(() => backupText(Buffer.from([0x7b, 0xff, 0x7d]))).toThrow('the backup is not valid UTF-8');
+    expect(backupText(Buffer.from('{"é":1}'))).toBe('{"é":1}');
   });
 });

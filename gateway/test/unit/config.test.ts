@@ -37,9 +37,17 @@ describe('good fixtures', () => {
     expect(config.routes.length).toBeGreaterThan(0);
   });
 
-  test('the example config parses, with the demo admin token as default', () => {
-    const config = loadConfigFile(EXAMPLE, {});
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9090, token: 'change-me-admin-token', rotation_grace: 86_400_000 });
+  const EXAMPLE_TOKEN = 'example-admin-token-from-the-env-0123456789';
+
+  test('the example config parses, with the admin token from the environment and the failed-token defaults', () => {
+    const config = loadConfigFile(EXAMPLE, { SLUICE_ADMIN_TOKEN: EXAMPLE_TOKEN });
+    expect(config.admin).toEqual({
+      host: '127.0.0.1',
+      port: 9090,
+      token: EXAMPLE_TOKEN,
+      rotation_grace: 86_400_000,
+      failed_tokens: { max_attempts: 10, per: 60_000, block_for: 300_000 },
+    });
     expect(config.store.redis).toBeUndefined();
     expect(Object.keys(config.tiers)).toEqual(['public', 'free', 'pro']);
     expect(config.anonymous_tier).toBe('public');
@@ -57,8 +65,8 @@ describe('good fixtures', () => {
     expect(config.keys).toEqual([]);
   });
 
-  test('the example takes the admin token from the environment when set', () => {
-    expect(loadConfigFile(EXAMPLE, { SLUICE_ADMIN_TOKEN: 'from-env-token' }).admin.token).toBe('from-env-token');
+  test('the example ships no default admin token: without SLUICE_ADMIN_TOKEN it is refused', () => {
+    expect(configError(() => loadConfigFile(EXAMPLE, {})).problems).toEqual(['admin.token: environment variable SLUICE_ADMIN_TOKEN is not set']);
   });
 
   test('defaults are applied', () => {
@@ -75,7 +83,7 @@ describe('good fixtures', () => {
         send_timeout: 8_000,
         request_buffer_bytes: 65_536,
       },
-      admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000 },
+      admin: { host: '127.0.0.1', port: 9090, rotation_grace: 86_400_000, failed_tokens: { max_attempts: 10, per: 60_000, block_for: 300_000 } },
       store: { timeout_ms: 100, max_wait_ms: 2000, replicas_hint: 1, cache: { ttl: 5000, max_entries: 10000 } },
       failure_policy: 'fail_open_local',
       allow_custom_methods: [],
@@ -193,8 +201,8 @@ describe('loading', () => {
 
 describe('environment interpolation', () => {
   test('${VAR} and ${VAR:-default} inside string values', () => {
-    const config = parseConfig(`admin:\n  token: \${TOKEN}\n  host: \${HOST:-127.0.0.2}\n${MINIMAL}`, { TOKEN: 'tok-123' });
-    expect(config.admin.token).toBe('tok-123');
+    const config = parseConfig(`admin:\n  token: \${TOKEN}\n  host: \${HOST:-127.0.0.2}\n${MINIMAL}`, { TOKEN: 'tok-0123456789abcdef0123456789abcdef' });
+    expect(config.admin.token).toBe('tok-0123456789abcdef0123456789abcdef');
     expect(config.admin.host).toBe('127.0.0.2');
   });
 
@@ -226,8 +234,9 @@ describe('environment interpolation', () => {
   });
 
   test('an environment value cannot inject YAML', () => {
-    const config = parseConfig(`admin:\n  token: \${TOKEN}\n${MINIMAL}`, { TOKEN: 'x\nlisten: { port: 1 }\n' });
-    expect(config.admin.token).toBe('x\nlisten: { port: 1 }\n');
+    const token = 'x\nlisten: { port: 1 }\n'.padEnd(40, '0');
+    const config = parseConfig(`admin:\n  token: \${TOKEN}\n${MINIMAL}`, { TOKEN: token });
+    expect(config.admin.token).toBe(token);
     expect(config.listen.port).toBe(8080);
   });
 
