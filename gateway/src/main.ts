@@ -9,6 +9,8 @@ import { addBreakerSource, configReloads, registry } from './metrics/registry';
 import { createLogger } from './log';
 import { TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
+import { warnUnverifiedUpstreams } from './proxy/upstream-tls';
+import { prepareRenewal } from './http/tls-listener';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
 import { GatewayServer } from './server';
@@ -87,6 +89,7 @@ export async function startGateway(
   }
 
   const keyCache = new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries });
+  warnUnverifiedUpstreams(config, log);
   let runtime = buildRuntime(config, backends, keyCache, log);
   const health = new StoreHealth(store, log);
   let draining = false;
@@ -96,6 +99,8 @@ export async function startGateway(
   const admin = createAdminServer(
     { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) },
     createKeysApi({ service: keyService, token: config.admin.token, log }),
+    config.admin.tls,
+    log,
   );
   await health.check();
   health.start();
@@ -108,23 +113,30 @@ export async function startGateway(
   log.info({ host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: store.kind }, 'sluice listening');
 
   // Hot reload: a new runtime (routes, upstreams, tiers, limits) for new requests; requests in flight
-  // finish on the one they started with. Upstreams whose settings did not change keep their pools and
-  // breakers; the others' pools close once their requests are done.
+  // finish on the one they started with. Upstreams whose settings and TLS files did not change keep
+  // their pools and breakers; the others' pools close once their requests are done. The listeners'
+  // certificate files are re-read (a renewed certificate). Any part failing refuses the whole reload.
   const reload = (): boolean => {
     if (!options.configFile) return false;
+    const previous = runtime;
     let next: Config;
     try {
       next = loadConfigFile(options.configFile);
+      // The files were checked by the schema, but may change again before they are read here.
+      const renewListener = server.prepareRenewal(next.listen.tls);
+      const renewAdmin = prepareRenewal(admin, next.admin.tls);
+      runtime = buildRuntime(next, backends, keyCache, log, previous);
+      renewListener();
+      renewAdmin();
     } catch (err) {
       configReloads.inc({ result: 'failed' });
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       log.error({ problems }, 'config reload refused: the running config stays');
       return false;
     }
-    const restartOnly = restartOnlyChanges(runtime.config, next);
+    const restartOnly = restartOnlyChanges(previous.config, next);
     if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
-    const previous = runtime;
-    runtime = buildRuntime(next, backends, keyCache, log, previous);
+    warnUnverifiedUpstreams(next, log);
     log.level = next.log.level;
     void previous.upstreams.retire(runtime.upstreams, next.lifecycle.grace);
     configReloads.inc({ result: 'ok' });

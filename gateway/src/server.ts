@@ -1,10 +1,12 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { GatewayError, serviceUnavailable } from './errors/envelope';
 import { framingError } from './http/framing';
 import { isLingering } from './http/lingering-close';
+import { connectionEvent, createListener, prepareRenewal } from './http/tls-listener';
 import type { ErrorCode } from './errors/catalogue';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
@@ -30,8 +32,9 @@ export class GatewayServer {
   private closing = false;
 
   constructor(private readonly getRuntime: () => Runtime) {
-    const { listen } = getRuntime().config;
-    this.http = http.createServer({
+    const { config, log } = getRuntime();
+    const { listen } = config;
+    const options: http.ServerOptions = {
       maxHeaderSize: listen.max_header_bytes,
       // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
       headersTimeout: listen.headers_timeout,
@@ -41,8 +44,10 @@ export class GatewayServer {
       keepAliveTimeout: 5_000,
       // Checked by framingError, so a missing Host gets an envelope rather than node's bare 400.
       requireHostHeader: false,
-    });
-    this.http.on('connection', (socket: Duplex) => lingerAfterEnd(socket));
+    };
+    // A TLS handshake gets as long as a client gets to send its headers: both are slowloris' time.
+    this.http = createListener(options, listen.tls, listen.headers_timeout, log);
+    this.http.on(connectionEvent(this.http), (socket: Duplex) => lingerAfterEnd(socket));
     this.http.on('request', (req, res) => this.onRequest(req, res));
     // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
     this.http.on('checkExpectation', (req, res) => this.onRequest(req, res));
@@ -63,6 +68,11 @@ export class GatewayServer {
         resolve((this.http.address() as { port: number }).port);
       });
     });
+  }
+
+  /** A reload's renewed certificate files: read now (throws when unusable); the returned function applies them. */
+  prepareRenewal(tls: Runtime['config']['listen']['tls']): () => void {
+    return prepareRenewal(this.http, tls);
   }
 
   private newContext(req: IncomingMessage, reply: Reply): RequestContext {

@@ -1,8 +1,15 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema';
 import { envelopeResponse, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { errorsBy, registry } from '../metrics/registry';
 import { newRequestId } from '../pipeline/request-id';
+import { createListener } from '../http/tls-listener';
 import { isKeysApiPath, type KeysApi } from './keys-api';
+
+// How long a client of the admin port gets for its TLS handshake.
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface Readiness {
   /** Null when ready, else a short reason safe to show (no secrets). */
@@ -28,12 +35,13 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string): v
 }
 
 /**
- * The admin listener (its own host and port, loopback by default). `/healthz`, `/readyz` and
- * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them; the key API
- * under `/v1/keys` needs the admin bearer token.
+ * The admin listener (its own host and port, loopback by default; HTTPS with `admin.tls`).
+ * `/healthz`, `/readyz` and `/metrics` need no token so kubelets, load balancers and Prometheus can
+ * reach them; the key API under `/v1/keys` needs the admin bearer token.
  */
-export function createAdminServer(readiness: Readiness, keysApi?: KeysApi): http.Server {
-  return http.createServer((req: IncomingMessage, res: ServerResponse) => {
+export function createAdminServer(readiness: Readiness, keysApi: KeysApi | undefined, tls: Config['admin']['tls'], log: Logger): http.Server {
+  const server = createListener({}, tls, HANDSHAKE_TIMEOUT_MS, log);
+  return server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const requestId = newRequestId();
     let url: URL;
     try {

@@ -4,6 +4,7 @@ import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
 import { plainAddress } from '../http/client-address';
+import { isEncrypted, verifiedClientSubject } from '../http/tls-listener';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import { sendStall, watchForStall } from '../proxy/stall-watchdog';
 import type { Target } from '../proxy/upstreams';
@@ -31,6 +32,8 @@ export function upstreamRequest(ctx: RequestContext) {
     peerTrusted: ctx.runtime.trustedProxies.has(peer),
     consumerId: ctx.consumer!.id,
     consumerTier: ctx.consumer!.tier,
+    encrypted: isEncrypted(ctx.req.socket),
+    clientCertSubject: ctx.runtime.config.listen.tls?.client_auth ? verifiedClientSubject(ctx.req.socket) : undefined,
   });
   return {
     path: upstreamPath(ctx.route!, ctx.path) + ctx.query,
@@ -106,6 +109,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
         }
         target.breaker.failure();
         upstreamErrors.inc({ upstream: route.upstream, code: failure.code });
+        logAttemptFailure(ctx, target, err);
         if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
         retriesLeft--;
         target = pickAnother(ctx, target, failure);
@@ -144,6 +148,19 @@ function attemptFailure(ctx: RequestContext, err: unknown, dispatched: boolean, 
   if (reason === UPSTREAM_TIMED_OUT && !dispatched) return noConnectionInTime();
   if (reason === UPSTREAM_TIMED_OUT) return new GatewayError('gateway_timeout', { cause: err });
   return mapUpstreamError(err);
+}
+
+/**
+ * Why an attempt counted against its target failed (a refused connection, a TLS certificate the
+ * upstream's CA did not sign, a timeout): the envelope says only 502/504. Error texts name hosts and
+ * certificate fields, never key material.
+ */
+export function logAttemptFailure(ctx: RequestContext, target: Target, err: unknown): void {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  ctx.runtime.log.warn(
+    { request_id: ctx.requestId, upstream: target.upstream, target: target.origin, err: typeof message === 'string' ? message : String(err), err_code: code },
+    'upstream attempt failed',
+  );
 }
 
 /** The client's fault in sending its body, if it is one: too large (413), malformed (400), too slow (408). */

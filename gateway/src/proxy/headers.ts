@@ -32,7 +32,17 @@ export interface ForwardingFacts {
   peerTrusted: boolean;
   consumerId: string;
   consumerTier: string;
+  /** The client's connection to us is TLS. */
+  encrypted: boolean;
+  /**
+   * On a listener that asks for client certificates: the verified certificate's subject, or null
+   * for none. Undefined elsewhere (the header is then left alone).
+   */
+  clientCertSubject?: string | null;
 }
+
+// Set only by the gateway on a listener that verifies client certificates: a client may not forge it.
+const CLIENT_CERT_SUBJECT = 'x-client-cert-subject';
 
 /** The request headers the upstream receives. */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): Record<string, string | string[]> {
@@ -42,14 +52,16 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || CLIENT_MUST_NOT_SEND.has(name)) continue;
     if (name.startsWith('x-forwarded-')) continue; // rebuilt below
     if (FORWARDING.has(name) && !facts.peerTrusted) continue;
+    if (name === CLIENT_CERT_SUBJECT && facts.clientCertSubject !== undefined) continue;
     out[name] = value;
   }
   // Only a trusted proxy's forwarding headers are kept; anyone else's could be forged.
   const priorFor = facts.peerTrusted ? incoming['x-forwarded-for'] : undefined;
   out['x-forwarded-for'] = priorFor ? `${priorFor}, ${facts.peer}` : facts.peer;
-  out['x-forwarded-proto'] = (facts.peerTrusted && (incoming['x-forwarded-proto'] as string | undefined)) || 'http';
+  out['x-forwarded-proto'] = (facts.peerTrusted && (incoming['x-forwarded-proto'] as string | undefined)) || (facts.encrypted ? 'https' : 'http');
   const forwardedHost = (facts.peerTrusted && (incoming['x-forwarded-host'] as string | undefined)) || incoming.host;
   if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
+  if (facts.clientCertSubject) out[CLIENT_CERT_SUBJECT] = facts.clientCertSubject;
   out['x-request-id'] = facts.requestId;
   out['x-consumer-id'] = facts.consumerId;
   out['x-consumer-tier'] = facts.consumerTier;
