@@ -7,7 +7,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { Agent } from 'undici';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
-import { createCa, makeCertDir, removeCertDir, serialOf, type IssuedCert, type TestCa } from '../support/certs';
+import { createCa, makeCertDir, selfSigned as selfSignedCert, removeCertDir, serialOf, type IssuedCert, type TestCa } from '../support/certs';
 import { baseConfig, runCli, startGateway, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { startUpstream, type TestUpstream } from '../support/upstream';
@@ -101,6 +101,8 @@ describe('HTTPS upstreams', () => {
   let good: HttpsUpstream; // certificate by upstreamCa for 127.0.0.1/localhost
   let strange: HttpsUpstream; // certificate by otherCa
   let expired: HttpsUpstream; // certificate by upstreamCa, expired
+  let selfSigned: HttpsUpstream; // a self-signed certificate
+  let selfSignedFiles: IssuedCert;
   let mtls: HttpsUpstream; // requires a client certificate by clientCa
   let plain: TestUpstream; // speaks plain HTTP
   let gateway: TestGateway;
@@ -111,6 +113,8 @@ describe('HTTPS upstreams', () => {
     good = await startHttpsUpstream(tlsFiles(upstreamCert));
     strange = await startHttpsUpstream(tlsFiles(otherCa.issue('strange')));
     expired = await startHttpsUpstream(tlsFiles(upstreamCa.issue('expired', { days: 0 })));
+    selfSignedFiles = selfSignedCert(dir, 'upstream');
+    selfSigned = await startHttpsUpstream(tlsFiles(selfSignedFiles));
     mtls = await startHttpsUpstream({ ...tlsFiles(upstreamCa.issue('mtls')), ca: readPem(clientCa.cert), requestCert: true, rejectUnauthorized: true });
     plain = await startUpstream();
     gatewayClient = clientCa.issue('sluice-gateway', { usage: 'client' });
@@ -125,6 +129,8 @@ describe('HTTPS upstreams', () => {
       right_name: { targets: [good.url], tls: { ...withCa, servername: 'localhost' } },
       unknown_ca: { targets: [strange.url], tls: withCa },
       expired: { targets: [expired.url], tls: withCa },
+      self_signed: { targets: [selfSigned.url] },
+      self_signed_trusted: { targets: [selfSigned.url], tls: { ca_file: selfSignedFiles.cert } },
       not_tls: { targets: [plain.url.replace('http:', 'https:')], tls: withCa },
       mtls_without_cert: { targets: [mtls.url], tls: withCa },
       mtls: { targets: [mtls.url], tls: { ...withCa, cert_file: gatewayClient.cert, key_file: gatewayClient.key } },
@@ -154,7 +160,7 @@ describe('HTTPS upstreams', () => {
 
   afterAll(async () => {
     await gateway?.stop();
-    await Promise.all([good, strange, expired, mtls].map((u) => u?.close()));
+    await Promise.all([good, strange, expired, selfSigned, mtls].map((u) => u?.close()));
     await plain?.close();
   });
 
@@ -184,7 +190,9 @@ describe('HTTPS upstreams', () => {
     expect((await get('right_name')).status).toBe(200);
   });
 
-  it('answers 502 for each other kind of TLS failure: unknown CA, expired certificate, a target that does not speak TLS', async () => {
+  it('answers 502 for each other kind of TLS failure: self-signed, unknown CA, expired certificate, a target that does not speak TLS', async () => {
+    await expectTlsFailure('self_signed', /DEPTH_ZERO_SELF_SIGNED_CERT|self-signed/);
+    expect((await get('self_signed_trusted')).status).toBe(200); // its own certificate as ca_file
     await expectTlsFailure('unknown_ca', /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/);
     await expectTlsFailure('expired', /CERT_HAS_EXPIRED|expired/);
     await expectTlsFailure('not_tls', /ERR_SSL_|EPROTO|wrong version/i);
@@ -266,7 +274,7 @@ describe('HTTPS listener and admin port', () => {
     copyFileSync(issued.key, listenerCert.key);
     const adminCert = gatewayCa.issue('admin');
     config = baseConfig({
-      listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s', tls: { cert_file: listenerCert.cert, key_file: listenerCert.key } },
+      listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s', send_timeout: '1s', tls: { cert_file: listenerCert.cert, key_file: listenerCert.key } },
       admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, tls: { cert_file: adminCert.cert, key_file: adminCert.key } },
       tiers: { t: { limits: [], scopes: ['*'] } },
       upstreams: { app: { targets: [upstream.url] } },
@@ -336,6 +344,33 @@ describe('HTTPS listener and admin port', () => {
     expect((await send(httpsUrl('/ok'), { headers: { 'x-api-key': KEY }, dispatcher: agent })).status).toBe(200);
   });
 
+  it('keeps the slow-client guards over TLS: slow headers get 408, a steady slow reader is served, a stopped reader is cut', async () => {
+    // Headers that never end: 408 after headers_timeout (1 s), as on a plain listener.
+    const started = Date.now();
+    const slowHeaders = await tlsExchange(gateway.port, `GET /ok HTTP/1.1\r\nHost: x\r\nx-api-key: ${KEY}\r\n`);
+    expect(slowHeaders).toMatch(/^HTTP\/1\.1 408 /);
+    expect(Date.now() - started).toBeLessThan(4000);
+
+    // A reader slower than the network but never stalled for send_timeout (1 s) gets every byte.
+    const bytes = 4_000_000;
+    const steady = await tlsDownload(gateway.port, `/huge?bytes=${bytes}`, { pauseMs: 8 });
+    expect(steady.bodyBytes).toBe(bytes);
+    expect(steady.ms).toBeGreaterThan(1000); // slow enough for send_timeout to have had its chance
+
+    // A reader that stops: cut within send_timeout, and the upstream's answer with it.
+    const stopped = tls.connect({ host: '127.0.0.1', port: gateway.port, ca: readPem(gatewayCa.cert), servername: 'localhost' }, () =>
+      stopped.write(`GET /huge?bytes=64000000 HTTP/1.1\r\nHost: localhost\r\nx-api-key: ${KEY}\r\n\r\n`),
+    );
+    stopped.once('data', () => stopped.pause()); // reads one chunk, then nothing
+    stopped.on('error', () => undefined);
+    try {
+      await waitFor(() => upstream.activeResponses() === 1, 3000, { what: 'the upstream answering' });
+      await waitFor(() => upstream.activeResponses() === 0, 5000, { what: 'the stopped reader cut' });
+    } finally {
+      stopped.destroy();
+    }
+  });
+
   it('serves the admin port over HTTPS: /healthz, /metrics, and /v1/keys with the token', async () => {
     const adminUrl = (p: string) => `https://127.0.0.1:${gateway.adminPort}${p}`;
     const health = await send(adminUrl('/healthz'), { dispatcher: agent });
@@ -380,7 +415,7 @@ describe('HTTPS listener and admin port', () => {
   it('says that turning TLS off takes a restart (the listener stays HTTPS)', async () => {
     const reloads = () => gateway.output.filter((line) => line.includes('"config reloaded"')).length;
     const reloaded = reloads();
-    writeFileSync(configFile, stringify({ ...config, listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s' } }));
+    writeFileSync(configFile, stringify({ ...config, listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s', send_timeout: '1s' } }));
     gateway.process.kill('SIGHUP');
     await waitFor(() => reloads() > reloaded, 5000, { what: 'reload' });
     const warning = gateway.output.find((line) => line.includes('take effect only after a restart'));
@@ -546,6 +581,36 @@ function tlsExchange(port: number, payload: string): Promise<string> {
     socket.once('error', (err) => (received ? resolve(received) : reject(err)));
     socket.once('close', () => resolve(received));
     setTimeout(() => socket.destroy(), 5000).unref();
+  });
+}
+
+/** GET `target` with the suite's key over TLS, reading the answer slowly: a pause of `pauseMs` after each chunk. */
+function tlsDownload(port: number, target: string, options: { pauseMs: number }): Promise<{ bodyBytes: number; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    let received = 0;
+    let headBytes = -1;
+    let head = '';
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: readPem(gatewayCa.cert), servername: 'localhost' }, () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nx-api-key: ${KEY}\r\nConnection: close\r\n\r\n`),
+    );
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (headBytes < 0) {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end >= 0) headBytes = Buffer.byteLength(head.slice(0, end + 4), 'latin1');
+      }
+      socket.pause();
+      setTimeout(() => socket.resume(), options.pauseMs);
+    });
+    socket.once('error', () => undefined);
+    socket.once('close', () => resolve({ bodyBytes: received - Math.max(0, headBytes), ms: Date.now() - started }));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`download did not end within 30 s (${received} bytes)`));
+    }, 30_000);
+    socket.once('close', () => clearTimeout(timer));
   });
 }
 

@@ -85,6 +85,16 @@ export function createCa(dir: string, name = 'sluice test CA'): TestCa {
   };
 }
 
+/** A self-signed server certificate for localhost and 127.0.0.1 (no CA vouches for it). */
+export function selfSigned(dir: string, name: string): IssuedCert {
+  const file = path.join(dir, `self-signed-${name.replace(/[^A-Za-z0-9]+/g, '-')}`);
+  openssl(
+    ['req', '-x509', ...EC_KEY, '-keyout', `${file}.key`, '-out', `${file}.crt`, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
+    dir,
+  );
+  return { cert: `${file}.crt`, key: `${file}.key` };
+}
+
 function randomSerial(): string {
   return Array.from({ length: 16 }, () => Math.floor(Math.random() * 16).toString(16)).join('').replace(/^0/, '1');
 }
