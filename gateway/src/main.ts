@@ -4,7 +4,8 @@ import { KeyService } from './admin/key-service';
 import { createKeysApi } from './admin/keys-api';
 import { ConfigError, loadConfigFile } from './config/loader';
 import { restartOnlyChanges, type Config } from './config/schema';
-import { watchConfigFile } from './config/watch';
+import { watchFiles } from './config/watch';
+import { tlsFilePaths } from './config/tls-files';
 import { addBreakerSource, configReloads, registry } from './metrics/registry';
 import { createLogger } from './log';
 import { TrustedProxies } from './http/client-address';
@@ -145,7 +146,9 @@ export async function startGateway(
   };
   const removeBreakerSource = addBreakerSource(() => runtime.upstreams.readings());
   registry.setDefaultLabels(config.metrics.default_labels);
-  const stopWatching = options.configFile ? watchConfigFile(options.configFile, reload) : () => undefined;
+  const configFile = options.configFile;
+  // The config file, and the certificate files it names: a renewed certificate needs no SIGHUP.
+  const stopWatching = configFile ? watchFiles(() => [configFile, ...tlsFilePaths(runtime.config)], reload) : () => undefined;
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () =>

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
+import type { Config } from './schema';
 
 /** The file settings of any `tls:` section (listener, admin, upstream); each is optional here. */
 export interface TlsFiles {
@@ -85,4 +86,10 @@ export function tlsFilesProblem(files: TlsFiles): { field: keyof TlsFiles; messa
     if (err instanceof TlsFilesError) return { field: err.field, message: err.message };
     throw err;
   }
+}
+
+/** Every TLS file `config` names (listener, admin, upstreams): watched for renewals. */
+export function tlsFilePaths(config: Config): string[] {
+  const sections: Array<TlsFiles | undefined> = [config.listen.tls, config.admin.tls, ...Object.values(config.upstreams).map((u) => u.tls)];
+  return sections.flatMap((tls) => [tls?.cert_file, tls?.key_file, tls?.ca_file]).filter((file): file is string => file !== undefined);
 }

@@ -412,6 +412,15 @@ describe('HTTPS listener and admin port', () => {
     expectNoKeyMaterial(gateway);
   });
 
+  it('picks up a renewed certificate without a SIGHUP: the files are watched', async () => {
+    const before = await handshake({});
+    const renewed = gatewayCa.issue('gateway');
+    copyFileSync(renewed.cert, listenerCert.cert);
+    copyFileSync(renewed.key, listenerCert.key);
+    await waitFor(async () => (await handshake({})).serial === serialOf(renewed.cert), 6000, { what: 'the renewed certificate served' });
+    expect(before.serial).not.toBe(serialOf(renewed.cert));
+  });
+
   it('says that turning TLS off takes a restart (the listener stays HTTPS)', async () => {
     const reloads = () => gateway.output.filter((line) => line.includes('"config reloaded"')).length;
     const reloaded = reloads();
