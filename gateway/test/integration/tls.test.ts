@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import { Agent } from 'undici';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import { createCa, makeCertDir, selfSigned as selfSignedCert, removeCertDir, serialOf, type IssuedCert, type TestCa } from '../support/certs';
-import { baseConfig, runCli, startGateway, type TestGateway } from '../support/gateway';
+import { baseConfig, REPO_ROOT, runCli, startGateway, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
@@ -553,6 +553,29 @@ describe('config check of tls settings', () => {
     expect(result).toEqual({ code: 0, output: expect.stringContaining('OK') });
   });
 
+  it("passes the example config's commented TLS settings once uncommented, with the files they name", async () => {
+    const tlsDir = path.join(dir, 'example-tls');
+    mkdirSync(tlsDir);
+    const gatewayCert = gatewayCa.issue('example');
+    const clientCert = clientCa.issue('example-client', { usage: 'client' });
+    copyFileSync(gatewayCert.cert, path.join(tlsDir, 'gateway.crt'));
+    copyFileSync(gatewayCert.key, path.join(tlsDir, 'gateway.key'));
+    copyFileSync(clientCa.cert, path.join(tlsDir, 'clients-ca.crt'));
+    copyFileSync(upstreamCa.cert, path.join(tlsDir, 'upstream-ca.crt'));
+    copyFileSync(clientCert.cert, path.join(tlsDir, 'client.crt'));
+    copyFileSync(clientCert.key, path.join(tlsDir, 'client.key'));
+    const example = readFileSync(path.join(REPO_ROOT, 'config/gateway.example.yaml'), 'utf8');
+    for (const levels of [1, 2]) {
+      const file = path.join(dir, `example-${levels}.yaml`);
+      writeFileSync(file, uncommentTlsBlocks(example, levels));
+      const checked = await runCli(['config', 'check', file], { ...process.env, SLUICE_TLS_DIR: tlsDir });
+      expect({ levels, code: checked.code, output: checked.stdout + checked.stderr }).toEqual({ levels, code: 0, output: expect.stringContaining('OK') });
+      const missing = await runCli(['config', 'check', file], { ...process.env, SLUICE_TLS_DIR: path.join(dir, 'nowhere') });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/listen\.tls\.cert_file: file not found: .*nowhere\/gateway\.crt/);
+    }
+  });
+
   it.each([
     ['a missing file', () => ({ listen: { tls: { cert_file: path.join(dir, 'nope.crt'), key_file: upstreamCert.key } } }), /listen\.tls\.cert_file: file not found: .*nope\.crt/],
     ['a key that is not the certificate\'s', () => ({ admin: { tls: { cert_file: upstreamCert.cert, key_file: gatewayCa.issue('x').key } } }), /admin\.tls\.key_file: .* does not match cert_file/],
@@ -569,6 +592,26 @@ describe('config check of tls settings', () => {
     expect(result.output).not.toMatch(/PRIVATE KEY|BEGIN/);
   });
 });
+
+/**
+ * The example's commented TLS blocks (`# tls:` and `# billing:` with the lines under them),
+ * uncommented: `levels` 1 takes the first `# ` off (the settings shown), 2 also the optional ones.
+ */
+function uncommentTlsBlocks(text: string, levels: number): string {
+  const lines = text.split('\n');
+  let blockIndent: string | undefined;
+  return lines
+    .map((line) => {
+      const start = /^(\s*)# (tls:|billing:)/.exec(line);
+      if (start) blockIndent = start[1];
+      else if (blockIndent === undefined || !line.startsWith(`${blockIndent}#   `)) blockIndent = undefined;
+      if (blockIndent === undefined) return line;
+      let out = blockIndent + line.slice(blockIndent.length + 2);
+      if (levels > 1) out = out.replace(/^(\s*)# /, '$1');
+      return out;
+    })
+    .join('\n');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Clients
