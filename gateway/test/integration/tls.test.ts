@@ -12,6 +12,7 @@ import { baseConfig, REPO_ROOT, runCli, startGateway, type TestGateway } from '.
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
+import { freePort } from '../support/ports';
 
 // TLS both ways, with certificates made by the real openssl for this run: HTTPS upstreams with a CA
 // of their own (and client certificates), an HTTPS public listener (client certificates required or
@@ -442,6 +443,42 @@ describe('HTTPS listener and admin port', () => {
       socket.once('error', (error) => resolve({ error }));
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('the CLI and an HTTPS admin port (embedded key store)', () => {
+  it('creates a key through it, trusting exactly admin.tls.cert_file; another certificate is refused before the token is sent', async () => {
+    const upstream = await startUpstream();
+    const adminCert = gatewayCa.issue('cli-admin');
+    const adminPort = await freePort();
+    const config = (cert: IssuedCert) =>
+      baseConfig({
+        admin: { host: '127.0.0.1', port: adminPort, token: ADMIN_TOKEN, tls: { cert_file: cert.cert, key_file: cert.key } },
+        tiers: { t: { limits: [], scopes: ['*'] } },
+        upstreams: { app: { targets: [upstream.url] } },
+        routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      });
+    const configFile = writeGatewayConfig('cli-admin', config(adminCert));
+    const gateway = await startGateway(configFile);
+    try {
+      const created = await runCli(['keys', 'create', '--config', configFile, '--tier', 't', '--name', 'over-tls', '--json']);
+      expect({ code: created.code, stderr: created.stderr }).toEqual({ code: 0, stderr: '' });
+      const key = JSON.parse(created.stdout).key as string;
+      expect((await send(`${gateway.url}/ok`, { headers: { 'x-api-key': key } })).status).toBe(200);
+
+      // The same port, but the config names another certificate (same CA): refused, nothing created.
+      const elsewhere = writeGatewayConfig('cli-admin-other', config(gatewayCa.issue('cli-admin')));
+      const refused = await runCli(['keys', 'create', '--config', elsewhere, '--tier', 't', '--name', 'refused']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('presented a certificate other than admin.tls.cert_file');
+      const listed = await runCli(['keys', 'list', '--config', configFile, '--json']);
+      expect(listed.stdout).not.toContain('refused');
+    } finally {
+      await gateway.stop();
+      await upstream.close();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
