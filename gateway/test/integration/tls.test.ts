@@ -332,6 +332,10 @@ describe('HTTPS listener and admin port', () => {
     });
     ws.close();
     expect(echoed).toContain('hello over tls');
+
+    // A body declared too large, still arriving while refused: the 413 is read (lingering close).
+    const tooLarge = await tlsRefusedUpload(gateway.port, 20 * 1024 * 1024);
+    expect(tooLarge).toMatch(/^HTTP\/1\.1 413 /);
   });
 
   it('survives handshakes that fail or stall: they are closed, and the listener keeps serving', async () => {
@@ -431,6 +435,14 @@ describe('HTTPS listener and admin port', () => {
     const warning = gateway.output.find((line) => line.includes('take effect only after a restart'));
     expect(JSON.parse(warning!).sections).toContain('listen');
     expect((await handshake({})).error).toBeUndefined();
+  });
+
+  it('drains over TLS: a request in flight at SIGTERM is answered, then the process exits 0', async () => {
+    const inFlight = send(httpsUrl('/slow?ms=1500'), { headers: { 'x-api-key': KEY }, dispatcher: agent });
+    await waitFor(() => upstream.activeResponses() === 1, 3000, { what: 'the request in flight' });
+    const exitCode = gateway.stop('SIGTERM');
+    expect((await inFlight).status).toBe(200);
+    expect(await exitCode).toBe(0);
   });
 
   function handshake(options: tls.ConnectionOptions): Promise<{ error?: Error; serial?: string; protocol?: string | null }> {
@@ -700,6 +712,29 @@ function tlsDownload(port: number, target: string, options: { pauseMs: number })
       reject(new Error(`download did not end within 30 s (${received} bytes)`));
     }, 30_000);
     socket.once('close', () => clearTimeout(timer));
+  });
+}
+
+/** Over TLS, declares a body of `bytes` and keeps sending it; resolves with what came back once the gateway closes. */
+function tlsRefusedUpload(port: number, bytes: number): Promise<string> {
+  return new Promise((resolve) => {
+    let received = '';
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: readPem(gatewayCa.cert), servername: 'localhost' }, () => {
+      socket.write(`POST /echo HTTP/1.1\r\nHost: localhost\r\nx-api-key: ${KEY}\r\ncontent-length: ${bytes}\r\n\r\n`);
+      let sent = 0;
+      const pump = () => {
+        while (sent < bytes && !socket.destroyed) {
+          sent += chunk.length;
+          if (!socket.write(chunk)) return void socket.once('drain', pump);
+        }
+      };
+      pump();
+    });
+    socket.on('data', (data) => (received += data.toString('latin1')));
+    socket.once('error', () => undefined);
+    socket.once('close', () => resolve(received));
+    setTimeout(() => socket.destroy(), 10_000).unref();
   });
 }
 
