@@ -171,8 +171,11 @@ const listenTlsSchema = withTlsFiles(
 // HTTPS on the admin port. No client certificates: probes and scrapers must keep getting in.
 const adminTlsSchema = withTlsFiles(z.strictObject({ cert_file: nonEmpty, key_file: nonEmpty }));
 
-/** The name an upstream's certificate must be for (SNI): a DNS name. */
-const serverName = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { error: 'expected a host name like api.internal' });
+/** The name an upstream's certificate must be for (SNI): a DNS name (SNI carries no IP addresses). */
+const serverName = z
+  .string()
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { error: 'expected a host name like api.internal' })
+  .refine((name) => isIP(name) === 0, { error: "expected a host name, not an IP address (a target's IP is checked without servername)" });
 
 // How https:// targets are checked and what the gateway shows them. Without it: the system's CAs.
 const upstreamTlsSchema = withTlsFiles(

@@ -71,7 +71,7 @@ export function isEncrypted(socket: Socket): boolean {
 
 /**
  * The subject of the client certificate this connection presented and we verified, for the upstream
- * (`X-Client-Cert-Subject`): `CN=alice,O=Example`, its non-printable bytes %-encoded. Null when none.
+ * (`X-Client-Cert-Subject`): `O=Example,CN=alice`, its non-printable bytes %-encoded. Null when none.
  */
 export function verifiedClientSubject(socket: Socket): string | null {
   if (!(socket instanceof TLSSocket) || !socket.authorized) return null;

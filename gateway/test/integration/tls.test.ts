@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -347,6 +347,14 @@ describe('HTTPS listener and admin port', () => {
     expect(Date.now() - started).toBeLessThan(5000);
     expect(gateway.process.exitCode).toBeNull();
     expect((await send(httpsUrl('/ok'), { headers: { 'x-api-key': KEY }, dispatcher: agent })).status).toBe(200);
+
+    // Many at once leave no socket behind: the process's open files come back to what they were.
+    const openFiles = () => readdirSync(`/proc/${gateway.pid}/fd`).length;
+    const before = openFiles();
+    await Promise.all(
+      Array.from({ length: 30 }, (_, i) => rawClose(gateway.port, i % 3 === 0 ? '' : i % 3 === 1 ? 'GET / HTTP/1.1\r\n\r\n' : Buffer.from([0x16, 0x03, 0x01, 0, 5, 1, 0, 0, 1, 0]))),
+    );
+    await waitFor(() => openFiles() <= before + 1, 5000, { what: `open files back to ${before}` });
   });
 
   it('keeps the slow-client guards over TLS: slow headers get 408, a steady slow reader is served, a stopped reader is cut', async () => {
@@ -633,6 +641,7 @@ describe('config check of tls settings', () => {
     ['tls on an http:// upstream', () => ({ upstreams: { app: { targets: ['http://127.0.0.1:9001'], tls: { ca_file: upstreamCa.cert } } } }), /upstreams\.app\.tls: applies to https:\/\/ targets only/],
     ['client_auth without ca_file', () => ({ listen: { tls: { cert_file: upstreamCert.cert, key_file: upstreamCert.key, client_auth: 'require' } } }), /listen\.tls\.ca_file: required with client_auth/],
     ['an upstream cert_file without key_file', () => ({ upstreams: { app: { targets: ['https://127.0.0.1:9443'], tls: { cert_file: upstreamCert.cert } } } }), /upstreams\.app\.tls\.key_file: cert_file and key_file go together/],
+    ['an IP address as servername', () => ({ upstreams: { app: { targets: ['https://127.0.0.1:9443'], tls: { servername: '127.0.0.1' } } } }), /upstreams\.app\.tls\.servername: expected a host name, not an IP address/],
     ['an unknown client_auth', () => ({ listen: { tls: { cert_file: upstreamCert.cert, key_file: upstreamCert.key, ca_file: clientCa.cert, client_auth: 'sometimes' } } }), /listen\.tls\.client_auth: expected one of require, optional/],
   ])('refuses %s with a clear message', async (_what, overrides, message) => {
     const result = await check('check-bad', minimal(overrides()));
