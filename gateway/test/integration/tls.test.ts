@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import tls, { type TLSSocket } from 'node:tls';
 import { Agent } from 'undici';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { stringify } from 'yaml';
 import { createCa, makeCertDir, selfSigned as selfSignedCert, removeCertDir, serialOf, type IssuedCert, type TestCa } from '../support/certs';
 import { baseConfig, REPO_ROOT, runCli, startGateway, type TestGateway } from '../support/gateway';
@@ -58,6 +58,9 @@ async function startHttpsUpstream(options: https.ServerOptions): Promise<HttpsUp
     res.end(JSON.stringify({ ok: true }));
   });
   server.on('tlsClientError', () => undefined);
+  // WebSocket: echoes what it gets.
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) => ws.on('message', (data) => ws.send(`echo: ${String(data)}`)));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -66,6 +69,7 @@ async function startHttpsUpstream(options: https.ServerOptions): Promise<HttpsUp
     seen,
     close: () =>
       new Promise((resolve) => {
+        for (const client of wss.clients) client.terminate();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
@@ -184,6 +188,24 @@ describe('HTTPS upstreams', () => {
     const res = await get('trusted');
     expect(res.status).toBe(200);
     expect(res.json).toEqual({ ok: true });
+  });
+
+  it('tunnels a WebSocket upgrade to an https:// upstream with the same TLS settings', async () => {
+    const ws = new WebSocket(`${gateway.url.replace('http:', 'ws:')}/trusted/ws`, { headers: { 'x-api-key': KEY } });
+    const echoed = await new Promise<string>((resolve, reject) => {
+      ws.once('open', () => ws.send('over wss'));
+      ws.once('message', (data) => resolve(String(data)));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`answered ${res.statusCode}`)));
+    });
+    ws.close();
+    expect(echoed).toBe('echo: over wss');
+    const refused = new WebSocket(`${gateway.url.replace('http:', 'ws:')}/no_ca/ws`, { headers: { 'x-api-key': KEY } });
+    const status = await new Promise<number>((resolve) => {
+      refused.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      refused.once('error', () => resolve(-1));
+    });
+    expect(status).toBe(502);
   });
 
   it('answers 502 when the certificate is not for tls.servername, 200 when it is', async () => {
