@@ -286,6 +286,7 @@ describe('HTTPS listener and admin port', () => {
   let gateway: TestGateway;
   let configFile: string;
   let listenerCert: IssuedCert; // the files the config names; a renewal overwrites them
+  let adminCert: IssuedCert; // likewise for the admin port
   let agent: Agent;
   let config: Record<string, unknown>;
 
@@ -295,7 +296,10 @@ describe('HTTPS listener and admin port', () => {
     listenerCert = { cert: path.join(dir, 'listener.crt'), key: path.join(dir, 'listener.key') };
     copyFileSync(issued.cert, listenerCert.cert);
     copyFileSync(issued.key, listenerCert.key);
-    const adminCert = gatewayCa.issue('admin');
+    const issuedAdmin = gatewayCa.issue('admin');
+    adminCert = { cert: path.join(dir, 'admin.crt'), key: path.join(dir, 'admin.key') };
+    copyFileSync(issuedAdmin.cert, adminCert.cert);
+    copyFileSync(issuedAdmin.key, adminCert.key);
     config = baseConfig({
       listen: { host: '127.0.0.1', port: 0, headers_timeout: '1s', send_timeout: '1s', tls: { cert_file: listenerCert.cert, key_file: listenerCert.key } },
       admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, tls: { cert_file: adminCert.cert, key_file: adminCert.key } },
@@ -443,17 +447,26 @@ describe('HTTPS listener and admin port', () => {
     const after = await handshake({});
     expect(after.serial).toBe(serialOf(renewed.cert));
     expect(after.serial).not.toBe(before.serial);
-    expect((await send(httpsUrl('/ok'), { headers: { 'x-api-key': KEY }, dispatcher: new Agent({ connect: { ca: readPem(gatewayCa.cert) } }) })).status).toBe(200);
+    expect((await send(httpsUrl('/ok'), { headers: { 'x-api-key': KEY }, dispatcher: agent })).status).toBe(200);
     expectNoKeyMaterial(gateway);
   });
 
-  it('picks up a renewed certificate without a SIGHUP: the files are watched', async () => {
+  it('picks up renewed certificates (listener and admin port) without a SIGHUP: the files are watched', async () => {
     const before = await handshake({});
+    const adminBefore = await handshake({ port: gateway.adminPort });
+    expect(adminBefore.serial).toBe(serialOf(adminCert.cert));
     const renewed = gatewayCa.issue('gateway');
+    const renewedAdmin = gatewayCa.issue('admin');
     copyFileSync(renewed.cert, listenerCert.cert);
     copyFileSync(renewed.key, listenerCert.key);
+    copyFileSync(renewedAdmin.cert, adminCert.cert);
+    copyFileSync(renewedAdmin.key, adminCert.key);
     await waitFor(async () => (await handshake({})).serial === serialOf(renewed.cert), 6000, { what: 'the renewed certificate served' });
+    await waitFor(async () => (await handshake({ port: gateway.adminPort })).serial === serialOf(renewedAdmin.cert), 6000, { what: 'the renewed admin certificate served' });
     expect(before.serial).not.toBe(serialOf(renewed.cert));
+    expect(adminBefore.serial).not.toBe(serialOf(renewedAdmin.cert));
+    const health = await send(`https://127.0.0.1:${gateway.adminPort}/healthz`, { dispatcher: agent });
+    expect(health.status).toBe(200);
   });
 
   it('says that turning TLS off takes a restart (the listener stays HTTPS)', async () => {
