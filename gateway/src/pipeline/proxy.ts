@@ -156,9 +156,11 @@ function attemptFailure(ctx: RequestContext, err: unknown, dispatched: boolean, 
  * certificate fields, never key material.
  */
 export function logAttemptFailure(ctx: RequestContext, target: Target, err: unknown): void {
-  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  // The route's timeout aborts with a symbol (pipeline/context.ts): its description says which.
+  const { code, message } = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  const reason = typeof message === 'string' ? message : typeof err === 'symbol' ? err.description : String(err);
   ctx.runtime.log.warn(
-    { request_id: ctx.requestId, upstream: target.upstream, target: target.origin, err: typeof message === 'string' ? message : String(err), err_code: code },
+    { request_id: ctx.requestId, upstream: target.upstream, target: target.origin, err: reason, err_code: code },
     'upstream attempt failed',
   );
 }
