@@ -60,7 +60,7 @@ async function withKeys<T>(configFile: string, run: (keys: KeyOperations, config
     );
   }
   if (config.admin.port === 0) fail('admin.port is 0 (any free port): the CLI cannot find the running gateway; set a fixed admin.port');
-  const client = new AdminApiClient(adminBaseUrl(config), config.admin.token);
+  const client = new AdminApiClient(adminBaseUrl(config), config.admin.token, config.admin.tls?.cert_file);
   try {
     return await run(client, config);
   } finally {

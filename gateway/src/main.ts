@@ -6,11 +6,14 @@ import { createKeysApi } from './admin/keys-api';
 import { FailedTokenGuard } from './admin/failed-token-guard';
 import { ConfigError, loadConfigFile } from './config/loader';
 import { restartOnlyChanges, type Config } from './config/schema';
-import { watchConfigFile } from './config/watch';
+import { watchFiles } from './config/watch';
+import { tlsFilePaths } from './config/tls-files';
 import { addBreakerSource, configReloads, registry } from './metrics/registry';
 import { accessLogger, createLogger } from './log';
 import { requestClientAddress, TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
+import { warnUnverifiedUpstreams } from './proxy/upstream-tls';
+import { prepareRenewal } from './http/tls-listener';
 import { RouteTable } from './routing/route-table';
 import type { Runtime } from './runtime';
 import { GatewayServer } from './server';
@@ -115,6 +118,7 @@ export async function startGateway(
   }
 
   const keyCache = new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries });
+  warnUnverifiedUpstreams(config, log);
   let runtime = buildRuntime(config, backends, keyCache, log);
   const health = new StoreHealth(store, log);
   let draining = false;
@@ -135,6 +139,7 @@ export async function startGateway(
           bodyTimeoutMs: config.listen.body_timeout,
           log,
         }),
+        { tls: config.admin.tls, log },
       );
   await health.check();
   health.start();
@@ -145,16 +150,30 @@ export async function startGateway(
   else log.info({ host: config.listen.host, port, store: store.kind }, 'worker listening');
 
   // Hot reload: a new runtime (routes, upstreams, tiers, limits) for new requests; requests in flight
-  // finish on the one they started with. Upstreams whose settings did not change keep their pools and
-  // breakers; the others' pools close once their requests are done.
+  // finish on the one they started with. Upstreams whose settings and TLS files did not change keep
+  // their pools and breakers; the others' pools close once their requests are done. The listeners'
+  // certificate files are re-read (a renewed certificate). Any part failing refuses the whole reload.
   const reload = (): boolean => {
     if (!options.configFile) return false;
-    const next = loadForReload(options.configFile, log);
-    if (!next) return false;
-    const restartOnly = restartOnlyChanges(runtime.config, next);
-    if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
     const previous = runtime;
-    runtime = buildRuntime(next, backends, keyCache, log, previous);
+    let next: Config;
+    try {
+      next = loadConfigFile(options.configFile);
+      // The files were checked by the schema, but may change again before they are read here.
+      const renewListener = server.prepareRenewal(next.listen.tls);
+      const renewAdmin = admin ? prepareRenewal(admin, next.admin.tls) : () => undefined;
+      runtime = buildRuntime(next, backends, keyCache, log, previous);
+      renewListener();
+      renewAdmin();
+    } catch (err) {
+      configReloads.inc({ result: 'failed' });
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      log.error({ problems }, 'config reload refused: the running config stays');
+      return false;
+    }
+    const restartOnly = restartOnlyChanges(previous.config, next);
+    if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
+    warnUnverifiedUpstreams(next, log);
     log.level = next.log.level;
     void previous.upstreams.retire(runtime.upstreams, next.lifecycle.grace);
     configReloads.inc({ result: 'ok' });
@@ -163,7 +182,10 @@ export async function startGateway(
   };
   const removeBreakerSource = addBreakerSource(() => runtime.upstreams.readings());
   registry.setDefaultLabels(config.metrics.default_labels);
-  const stopWatching = options.configFile && !options.worker ? watchConfigFile(options.configFile, reload) : () => undefined;
+  const configFile = options.configFile;
+  // The config file, and the certificate files it names: a renewed certificate needs no SIGHUP. Under
+  // `serve --workers N` the primary watches them and tells the workers.
+  const stopWatching = configFile && !options.worker ? watchFiles(() => [configFile, ...tlsFilePaths(runtime.config)], reload) : () => undefined;
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () =>

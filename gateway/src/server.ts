@@ -1,4 +1,5 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -7,6 +8,7 @@ import { framingError, headerCountError, upgradeError } from './http/framing';
 import { isLingering } from './http/lingering-close';
 import { parserRefusal } from './http/parser-refusal';
 import { requestLimits } from './http/request-limits';
+import { connectionEvent, createListener, prepareRenewal } from './http/tls-listener';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { finish } from './pipeline/finish';
@@ -33,14 +35,16 @@ export class GatewayServer {
   private readonly maxHeaderCount: number;
 
   constructor(private readonly getRuntime: () => Runtime) {
-    const { listen } = getRuntime().config;
+    const { config, log } = getRuntime();
+    const { listen } = config;
     this.maxHeaderCount = listen.max_header_count;
     // Slow clients cannot hold a request open forever (slowloris); bodies stream under the route's timeout.
-    this.http = http.createServer({ ...requestLimits(listen), keepAliveTimeout: 5_000 });
+    // A TLS handshake gets as long as a client gets to send its headers: both are slowloris' time.
+    this.http = createListener({ ...requestLimits(listen), keepAliveTimeout: 5_000 }, listen.tls, listen.headers_timeout, log);
     // Node keeps only the first maxHeadersCount lines and drops the rest silently: one more than we
     // accept is kept, so a request past our count is seen to be (headerCountError) and refused.
     this.http.maxHeadersCount = listen.max_header_count + 1;
-    this.http.on('connection', (socket: Duplex) => lingerAfterEnd(socket));
+    this.http.on(connectionEvent(this.http), (socket: Duplex) => lingerAfterEnd(socket));
     this.http.on('request', (req, res) => this.onRequest(req, res));
     // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
     this.http.on('checkExpectation', (req, res) => this.onRequest(req, res));
@@ -61,6 +65,11 @@ export class GatewayServer {
         resolve((this.http.address() as { port: number }).port);
       });
     });
+  }
+
+  /** A reload's renewed certificate files: read now (throws when unusable); the returned function applies them. */
+  prepareRenewal(tls: Runtime['config']['listen']['tls']): () => void {
+    return prepareRenewal(this.http, tls);
   }
 
   private newContext(req: IncomingMessage, reply: Reply): RequestContext {

@@ -1,5 +1,8 @@
-import { Agent, request } from 'undici';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { Agent, buildConnector, request } from 'undici';
 import type { Config } from '../config/schema';
+import { loadTlsFiles } from '../config/tls-files';
 import type { PublicKey } from '../keys/types';
 import type { KeyList, KeyWithSecret, ListQuery } from './key-service';
 import type { CreateKeyInput } from './validation';
@@ -19,16 +22,39 @@ export interface KeyOperations {
 export function adminBaseUrl(config: Config): string {
   const { host, port } = config.admin;
   const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+  const scheme = config.admin.tls ? 'https' : 'http';
+  return `${scheme}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+}
+
+class CertificateMismatch extends Error {}
+
+/**
+ * Connections that accept exactly the certificate in `certFile` (its first, the leaf): the admin
+ * port's own, read from the same config, whatever CA signed it. The token is sent only after that.
+ */
+function pinnedTo(certFile: string): buildConnector.connector {
+  const expected = new X509Certificate(loadTlsFiles({ cert_file: certFile }).cert!).fingerprint256;
+  const connect = buildConnector({ rejectUnauthorized: false });
+  return (options, callback) =>
+    connect(options, (err, socket) => {
+      if (err) return callback(err, null);
+      if ((socket as TLSSocket).getPeerX509Certificate()?.fingerprint256 === expected) return callback(null, socket);
+      socket.destroy();
+      callback(new CertificateMismatch(`the admin port at ${options.hostname}:${options.port} presented a certificate other than admin.tls.cert_file`), null);
+    });
 }
 
 export class AdminApiClient implements KeyOperations {
-  private readonly agent = new Agent({ connections: 1 });
+  private readonly agent: Agent;
 
+  /** `certFile`: admin.tls.cert_file, when the admin port speaks HTTPS. */
   constructor(
     readonly baseUrl: string,
     private readonly token: string,
-  ) {}
+    certFile?: string,
+  ) {
+    this.agent = new Agent({ connections: 1, ...(certFile && { connect: pinnedTo(certFile) }) });
+  }
 
   private async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let res;
@@ -40,6 +66,7 @@ export class AdminApiClient implements KeyOperations {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (err) {
+      if (err instanceof CertificateMismatch) throw err;
       throw new Error(
         `no gateway is running with this config: nothing answers at ${this.baseUrl} (admin.host, admin.port), ` +
           `and the embedded key store lives inside the gateway process. Start it with "sluice serve --config FILE" ` +

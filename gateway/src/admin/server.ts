@@ -1,6 +1,8 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
 import type { Config } from '../config/schema';
 import { envelopeResponse, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { framingError } from '../http/framing';
@@ -10,7 +12,11 @@ import { endSocketWithEnvelope } from '../http/raw-response';
 import { requestLimits } from '../http/request-limits';
 import { errorsBy, registry } from '../metrics/registry';
 import { newRequestId } from '../pipeline/request-id';
+import { createListener } from '../http/tls-listener';
 import { isKeysApiPath, type KeysApi } from './keys-api';
+
+// How long a client of the admin port gets for its TLS handshake.
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface Readiness {
   /** Null when ready, else a short reason safe to show (no secrets). */
@@ -49,18 +55,18 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string, op
 }
 
 /**
- * The admin listener (its own host and port, loopback by default). `/healthz`, `/readyz` and
- * `/metrics` need no token so kubelets, load balancers and Prometheus can reach them; the key API
- * under `/v1/keys` needs the admin bearer token. Requests are read under the public listener's
- * limits (listen.max_header_bytes, headers_timeout), and what node's parser refuses gets the same
- * envelopes as there. `metrics`: this process's registry, or (the primary of `serve --workers N`)
- * every worker's added up.
+ * The admin listener (its own host and port, loopback by default; HTTPS with `admin.tls`).
+ * `/healthz`, `/readyz` and `/metrics` need no token so kubelets, load balancers and Prometheus can
+ * reach them; the key API under `/v1/keys` needs the admin bearer token. Requests are read under the
+ * public listener's limits (listen.max_header_bytes, headers_timeout), and what node's parser refuses
+ * gets the same envelopes as there. `metrics`: this process's registry, or (the primary of
+ * `serve --workers N`) every worker's added up.
  */
 export function createAdminServer(
   listen: Config['listen'],
   readiness: Readiness,
-  keysApi?: KeysApi,
-  metrics: () => Promise<string> = () => registry.metrics(),
+  keysApi: KeysApi | undefined,
+  { tls, log, metrics = () => registry.metrics() }: { tls: Config['admin']['tls']; log: Logger; metrics?: () => Promise<string> },
 ): http.Server {
   /** Connections whose framing was refused: what follows on them is not a request. */
   const refused = new WeakSet<Duplex>();
@@ -131,7 +137,8 @@ export function createAdminServer(
     endSocketWithEnvelope(socket, refusal, newRequestId());
   };
 
-  const server = http.createServer(requestLimits(listen), onRequest);
+  const server = createListener(requestLimits(listen), tls, HANDSHAKE_TIMEOUT_MS, log);
+  server.on('request', onRequest);
   // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it), not a bare 417.
   server.on('checkExpectation', onRequest);
   server.on('clientError', onClientError);

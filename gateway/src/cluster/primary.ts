@@ -7,7 +7,9 @@ import { FailedTokenGuard } from '../admin/failed-token-guard';
 import { requestClientAddress, TrustedProxies } from '../http/client-address';
 import { connectKeyStore, openKeyApiBackends } from '../backends';
 import type { Config } from '../config/schema';
-import { watchConfigFile } from '../config/watch';
+import { watchFiles } from '../config/watch';
+import { tlsFilePaths } from '../config/tls-files';
+import { prepareRenewal } from '../http/tls-listener';
 import { createLogger } from '../log';
 import { closeAdmin, listenAdmin, loadForReload } from '../main';
 import { configReloads, registry } from '../metrics/registry';
@@ -63,7 +65,7 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
       bodyTimeoutMs: config.listen.body_timeout,
       log,
     }),
-    () => replicaMetrics(pool),
+    { tls: config.admin.tls, log, metrics: () => replicaMetrics(pool) },
   );
   const adminPort = await listenAdmin(admin, config);
   log.info(
@@ -74,6 +76,13 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
   const reload = () => {
     const next = loadForReload(configFile, log);
     if (!next) return; // the workers keep theirs too
+    try {
+      prepareRenewal(admin, next.admin.tls)(); // a renewed admin certificate
+    } catch (err) {
+      configReloads.inc({ result: 'failed' });
+      log.error({ problems: [(err as Error).message] }, 'config reload refused: the running config stays');
+      return;
+    }
     config = next;
     log.level = next.log.level;
     configReloads.inc({ result: 'ok' });
@@ -81,7 +90,8 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
     log.info({ workers: size }, 'config reloaded; every worker reloads it');
   };
   process.on('SIGHUP', reload);
-  const stopWatching = watchConfigFile(configFile, reload);
+  // The config file and the certificate files it names (a renewed certificate needs no SIGHUP).
+  const stopWatching = watchFiles(() => [configFile, ...tlsFilePaths(config)], reload);
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseByteSize, parseDuration } from './duration';
 import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from './patterns';
 import { METHOD_TOKEN, methodProblem, unreceivableMethod } from './methods';
+import { tlsFilesProblem, type TlsFiles } from './tls-files';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers. Messages never quote the input: values may come from the environment (secrets).
@@ -145,6 +146,60 @@ const methods = z
 // ---------------------------------------------------------------------------------------------
 // Sections
 
+/** A `tls:` section whose PEM files must exist and parse now: `config check`, `serve` and reload alike. */
+function withTlsFiles<T extends z.ZodType<TlsFiles>>(schema: T) {
+  return schema.superRefine((files, ctx) => {
+    const problem = tlsFilesProblem(files);
+    if (problem) ctx.addIssue({ code: 'custom', path: [problem.field], message: problem.message });
+  });
+}
+
+// HTTPS on the public listener; with ca_file + client_auth, client certificates are asked for.
+const listenTlsSchema = withTlsFiles(
+  z
+    .strictObject({
+      cert_file: nonEmpty,
+      key_file: nonEmpty,
+      ca_file: nonEmpty.optional(), // the CA(s) client certificates must chain to
+      client_auth: z.enum(['require', 'optional']).optional(),
+    })
+    .superRefine((tls, ctx) => {
+      if (tls.client_auth !== undefined && tls.ca_file === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'required with client_auth (the CA client certificates must chain to)' });
+      }
+      if (tls.ca_file !== undefined && tls.client_auth === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['client_auth'], message: 'required with ca_file: require or optional' });
+      }
+    }),
+);
+
+// HTTPS on the admin port. No client certificates: probes and scrapers must keep getting in.
+const adminTlsSchema = withTlsFiles(z.strictObject({ cert_file: nonEmpty, key_file: nonEmpty }));
+
+/** The name an upstream's certificate must be for (SNI): a DNS name (SNI carries no IP addresses). */
+const serverName = z
+  .string()
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { error: 'expected a host name like api.internal' })
+  .refine((name) => isIP(name) === 0, { error: "expected a host name, not an IP address (a target's IP is checked without servername)" });
+
+// How https:// targets are checked and what the gateway shows them. Without it: the system's CAs.
+const upstreamTlsSchema = withTlsFiles(
+  z
+    .strictObject({
+      ca_file: nonEmpty.optional(), // trust these CAs instead of the system's
+      servername: serverName.optional(), // the name to ask for and check; default: the target's host
+      cert_file: nonEmpty.optional(), // a client certificate, for upstreams that require one (mTLS)
+      key_file: nonEmpty.optional(),
+      reject_unauthorized: boolean.default(true), // false: any certificate is accepted (warned at start)
+    })
+    .superRefine((tls, ctx) => {
+      if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+        const missing = tls.cert_file === undefined ? 'cert_file' : 'key_file';
+        ctx.addIssue({ code: 'custom', path: [missing], message: 'cert_file and key_file go together (the client certificate and its key)' });
+      }
+    }),
+);
+
 const listenSchema = z.strictObject({
   host: host.default('0.0.0.0'),
   port: integer(0, 65535).default(8080), // 0 = any free port (tests)
@@ -165,6 +220,7 @@ const listenSchema = z.strictObject({
   // Request bodies declared up to this size are read whole before an upstream connection is taken,
   // so a slow writer cannot hold one (nginx's proxy_request_buffering); larger ones stream. 0 = never.
   request_buffer_bytes: byteSize().default(64 * 1024),
+  tls: listenTlsSchema.optional(), // absent: plain HTTP
 });
 
 /** Failed attempts per client address before a block (the public port's keys, the admin port's token). */
@@ -195,6 +251,7 @@ const adminSchema = z.strictObject({
   failed_tokens: failedAttempts(10),
   // How long a rotated-out key keeps working, so clients can switch over (0s: it stops at once).
   rotation_grace: duration({ allowZero: true }).prefault('24h'),
+  tls: adminTlsSchema.optional(), // absent: plain HTTP
 });
 
 const redisSchema = z
@@ -282,7 +339,12 @@ const upstreamSchema = z.strictObject({
       on_5xx: boolean.default(false), // count 5xx answers as failures too
     })
     .prefault({}),
+  tls: upstreamTlsSchema.optional(),
 }).superRefine((upstream, ctx) => {
+  const plain = upstream.targets.findIndex((origin) => origin.startsWith('http:'));
+  if (upstream.tls !== undefined && plain !== -1) {
+    ctx.addIssue({ code: 'custom', path: ['tls'], message: `applies to https:// targets only, and targets[${plain}] is http://` });
+  }
   if (upstream.max_connections_per_key !== undefined && upstream.max_connections_per_key > upstream.connections) {
     ctx.addIssue({ code: 'custom', path: ['max_connections_per_key'], message: `must be at most connections (${upstream.connections})` });
   }
@@ -334,17 +396,28 @@ const seedKeySchema = z.strictObject({
 /**
  * Marks a section a running replica cannot swap (its listeners, store connections, drain timings,
  * what it registered at start): a reload says it takes effect on restart (restartOnlyChanges).
+ * `view`: the part of the section that needs a restart, when some of it can be reloaded.
  */
-function restartOnly<T extends z.ZodType>(schema: T): T {
-  return schema.meta({ restart: true });
+function restartOnly<T extends z.ZodType>(schema: T, view?: (section: z.output<T>) => unknown): T {
+  return schema.meta({ restart: true, restartView: view });
+}
+
+/**
+ * A listener's certificate, key and CA files are re-read on reload; turning TLS on or off, or
+ * changing client_auth, changes the listener itself: restart.
+ */
+function tlsReloadable(section: { tls?: TlsFiles & { client_auth?: string } }): unknown {
+  return { ...section, tls: section.tls && { client_auth: section.tls.client_auth ?? null } };
 }
 
 /** The restart-only sections (as marked in the schema) whose values differ between two configs, as paths. */
 export function restartOnlyChanges(current: Config, next: Config): string[] {
   const changed: string[] = [];
   const walk = (schema: z.ZodType, a: unknown, b: unknown, path: string[]) => {
-    if (schema.meta()?.restart) {
-      if (!isDeepStrictEqual(a, b)) changed.push(path.join('.'));
+    const meta = schema.meta();
+    if (meta?.restart) {
+      const view = (meta.restartView as ((section: unknown) => unknown) | undefined) ?? ((section: unknown) => section);
+      if (!isDeepStrictEqual(view(a), view(b))) changed.push(path.join('.'));
       return;
     }
     const object = objectInside(schema);
@@ -395,8 +468,8 @@ function nonEmptyRecord<T extends z.ZodType>(value: T, what: string) {
 
 export const configSchema = z
   .strictObject({
-    listen: restartOnly(listenSchema.prefault({})),
-    admin: restartOnly(adminSchema.prefault({})),
+    listen: restartOnly(listenSchema.prefault({}), tlsReloadable),
+    admin: restartOnly(adminSchema.prefault({}), tlsReloadable),
     store: restartOnly(storeSchema.prefault({})),
     failure_policy: restartOnly(z.enum(['fail_open_local', 'fail_closed']).default('fail_open_local')),
     // Methods outside the standard ones (config/methods.ts) that routes may name, e.g. [PURGE].
@@ -455,6 +528,8 @@ export type Config = z.output<typeof configSchema>;
 export type Tier = Config['tiers'][string];
 export type Limit = Tier['limits'][number];
 export type Upstream = Config['upstreams'][string];
+export type UpstreamTls = NonNullable<Upstream['tls']>;
+export type ListenTls = NonNullable<Config['listen']['tls']>;
 export type Route = Config['routes'][number];
 export type RedisConfig = NonNullable<Config['store']['redis']>;
 export type SeedKey = Config['keys'][number];

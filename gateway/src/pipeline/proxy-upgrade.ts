@@ -8,7 +8,7 @@ import type { Breaker } from '../proxy/breaker';
 import { clientResponseHeaders } from '../proxy/headers';
 import { rawResponseHead } from '../http/raw-response';
 import { UPSTREAM_TIMED_OUT, type RequestContext } from './context';
-import { noConnectionInTime, upstreamRequest, warnExtraBytes } from './proxy';
+import { logAttemptFailure, noConnectionInTime, upstreamRequest, warnExtraBytes } from './proxy';
 import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
 
 const PROTOCOL = 'websocket';
@@ -56,6 +56,7 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
       if (isClientFault(failure) || failure.code === 'service_unavailable') throw failure;
       settle('failure');
       upstreamErrors.inc({ upstream: ctx.route!.route.upstream, code: failure.code });
+      logAttemptFailure(ctx, target, err);
       throw failure;
     }
 

@@ -5,6 +5,7 @@ import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamErr
 import { BodyCounter } from '../proxy/body-counter';
 import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
 import { plainAddress } from '../http/client-address';
+import { isEncrypted, verifiedClientSubject } from '../http/tls-listener';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
 import { sendStall, watchForStall } from '../proxy/stall-watchdog';
 import type { Target } from '../proxy/upstreams';
@@ -33,6 +34,8 @@ export function upstreamRequest(ctx: RequestContext) {
     consumerId: ctx.consumer?.id,
     consumerTier: ctx.consumer ? ctx.consumer.tier : ctx.anonymous!.tier,
     underscores: ctx.runtime.config.listen.underscores_in_headers,
+    encrypted: isEncrypted(ctx.req.socket),
+    clientCertSubject: ctx.runtime.config.listen.tls?.client_auth ? verifiedClientSubject(ctx.req.socket) : undefined,
   });
   return {
     path: upstreamPath(ctx.route!, ctx.path) + ctx.query,
@@ -108,6 +111,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
         }
         target.breaker.failure();
         upstreamErrors.inc({ upstream: route.upstream, code: failure.code });
+        logAttemptFailure(ctx, target, err);
         if (retriesLeft === 0 || !isConnectFailure(err) || Date.now() >= deadline) throw failure;
         retriesLeft--;
         target = pickAnother(ctx, target, failure);
@@ -157,6 +161,21 @@ function attemptFailure(ctx: RequestContext, err: unknown, dispatched: boolean, 
   if (reason === UPSTREAM_TIMED_OUT && !dispatched) return noConnectionInTime();
   if (reason === UPSTREAM_TIMED_OUT) return new GatewayError('gateway_timeout', { cause: err });
   return mapUpstreamError(err);
+}
+
+/**
+ * Why an attempt counted against its target failed (a refused connection, a TLS certificate the
+ * upstream's CA did not sign, a timeout): the envelope says only 502/504. Error texts name hosts and
+ * certificate fields, never key material.
+ */
+export function logAttemptFailure(ctx: RequestContext, target: Target, err: unknown): void {
+  // The route's timeout aborts with a symbol (pipeline/context.ts): its description says which.
+  const { code, message } = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  const reason = typeof message === 'string' ? message : typeof err === 'symbol' ? err.description : String(err);
+  ctx.runtime.log.warn(
+    { request_id: ctx.requestId, upstream: target.upstream, target: target.origin, err: reason, err_code: code },
+    'upstream attempt failed',
+  );
 }
 
 /** The client's fault in sending its body, if it is one: too large (413), malformed (400), too slow (408). */

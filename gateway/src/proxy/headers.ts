@@ -16,6 +16,10 @@ const HOP_BY_HOP = new Set([
 // Forwarding headers an upstream may believe: kept only from a trusted proxy (X-Forwarded-* are rebuilt).
 const FORWARDING = new Set(['forwarded', 'x-real-ip']);
 
+// Set by the gateway on a listener that verifies client certificates; else kept only from a trusted
+// proxy (one that terminates TLS in front of us), as the forwarding headers are: a client may not forge it.
+const CLIENT_CERT_SUBJECT = 'x-client-cert-subject';
+
 // What the client may not tell the upstream: its key, and identities only the gateway asserts.
 // `expect` is answered by our own server (100-continue); `host` is the upstream's own.
 const CLIENT_MUST_NOT_SEND = new Set(['x-api-key', 'x-consumer-id', 'x-consumer-tier', 'host', 'expect']);
@@ -32,6 +36,7 @@ function spellsGatewayHeader(name: string): boolean {
     CLIENT_MUST_NOT_SEND.has(dashed) ||
     dashed.startsWith('x-forwarded-') ||
     dashed === 'x-request-id' ||
+    dashed === CLIENT_CERT_SUBJECT ||
     dashed === 'content-length'
   );
 }
@@ -51,7 +56,15 @@ export interface ForwardingFacts {
   consumerTier: string;
   /** listen.underscores_in_headers: whether header names with `_` may be forwarded at all. */
   underscores: 'drop' | 'allow';
+  /** The client's connection to us is TLS. */
+  encrypted: boolean;
+  /**
+   * On a listener that asks for client certificates: the verified certificate's subject, or null
+   * for none. Undefined elsewhere (the header is then kept only from a trusted proxy).
+   */
+  clientCertSubject?: string | null;
 }
+
 
 /** The request headers the upstream receives. */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): Record<string, string | string[]> {
@@ -63,14 +76,16 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
     // An upstream may read `x_consumer_id` as the X-Consumer-Id we set (nginx drops them by default).
     if (name.includes('_') && (facts.underscores === 'drop' || spellsGatewayHeader(name))) continue;
     if (FORWARDING.has(name) && !facts.peerTrusted) continue;
+    if (name === CLIENT_CERT_SUBJECT && (facts.clientCertSubject !== undefined || !facts.peerTrusted)) continue;
     out[name] = value;
   }
   // Only a trusted proxy's forwarding headers are kept; anyone else's could be forged.
   const priorFor = facts.peerTrusted ? incoming['x-forwarded-for'] : undefined;
   out['x-forwarded-for'] = priorFor ? `${priorFor}, ${facts.peer}` : facts.peer;
-  out['x-forwarded-proto'] = (facts.peerTrusted && (incoming['x-forwarded-proto'] as string | undefined)) || 'http';
+  out['x-forwarded-proto'] = (facts.peerTrusted && (incoming['x-forwarded-proto'] as string | undefined)) || (facts.encrypted ? 'https' : 'http');
   const forwardedHost = (facts.peerTrusted && (incoming['x-forwarded-host'] as string | undefined)) || incoming.host;
   if (forwardedHost) out['x-forwarded-host'] = forwardedHost;
+  if (facts.clientCertSubject) out[CLIENT_CERT_SUBJECT] = facts.clientCertSubject;
   out['x-request-id'] = facts.requestId;
   if (facts.consumerId !== undefined) out['x-consumer-id'] = facts.consumerId;
   out['x-consumer-tier'] = facts.consumerTier;

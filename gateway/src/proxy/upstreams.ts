@@ -1,9 +1,11 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { ConnectionOptions } from 'node:tls';
 import { Pool } from 'undici';
 import type { Upstream } from '../config/schema';
 import { serviceUnavailable } from '../errors/envelope';
 import { Breaker } from './breaker';
 import { watchDispatch, type WatchedDispatcher } from './dispatch-watch';
+import { upstreamTlsOptions } from './upstream-tls';
 
 /** `fn`, callable once; later calls do nothing. */
 function once(fn: () => void): () => void {
@@ -27,6 +29,8 @@ export interface Target {
 interface Entry {
   /** The config it was built from: a reload keeps the entry (pools, breakers) while this is unchanged. */
   settings: Upstream;
+  /** Its TLS files' contents when it was built: a renewed certificate or CA also rebuilds the pools. */
+  tls: ConnectionOptions | undefined;
   targets: Target[];
   next: number;
   /** Connections one key may hold across the upstream's targets. */
@@ -51,25 +55,29 @@ export class Upstreams {
   /**
    * `previous`: the running set, on a reload. An upstream whose settings did not change is taken over
    * as it is — its pools, its breakers (an ejected target stays ejected) and the keys' shares.
+   * Throws, before any pool is built, when an upstream's TLS files cannot be used.
    */
   constructor(upstreams: Readonly<Record<string, Upstream>>, previous?: Upstreams) {
+    const tlsOptions = new Map(Object.entries(upstreams).map(([name, upstream]) => [name, upstreamTlsOptions(upstream.tls)]));
     for (const [name, upstream] of Object.entries(upstreams)) {
       const kept = previous?.byName.get(name);
-      if (kept && isDeepStrictEqual(kept.settings, upstream)) {
+      const tls = tlsOptions.get(name);
+      if (kept && isDeepStrictEqual(kept.settings, upstream) && isDeepStrictEqual(kept.tls, tls)) {
         this.byName.set(name, kept);
         continue;
       }
       const targets = upstream.targets.map((origin) => {
         const pool = new Pool(origin, {
           connections: upstream.connections,
-          // The per-request timeouts come from the route; these bound connection set-up.
+          // The per-request timeouts come from the route; these bound connection set-up (TCP and TLS).
           connectTimeout: Math.min(upstream.timeout_ms, 10_000),
           keepAliveTimeout: 4_000,
+          ...(tls && { connect: tls }),
         });
         return { upstream: name, origin, pool, dispatcher: watchDispatch(pool), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
       });
       const perKey = upstream.max_connections_per_key ?? Math.ceil(upstream.connections / 2);
-      this.byName.set(name, { settings: upstream, targets, next: 0, perKey, shares: new Map() });
+      this.byName.set(name, { settings: upstream, tls, targets, next: 0, perKey, shares: new Map() });
     }
   }
 

@@ -101,7 +101,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** `*_file:` values → the throwaway PEM files (a key for key_file, the certificate for the others). */
 function withThrowawayFiles(text: string): string {
-  return text.replace(/\b([a-z_]*_file):[ \t]*("[^"\n]*"|'[^'\n]*'|[^\s,}#]+)/g, (_, field: string) => `${field}: "${field.includes('key') ? pem.key : pem.cert}"`);
+  return text.replace(/\b([a-z_]*_file):[ \t]*("[^"\n]*"|'[^'\n]*'|(?:\$\{[^}\n]*\}|[^\s,}#])+)/g, (_, field: string) => `${field}: "${field.includes('key') ? pem.key : pem.cert}"`);
 }
 
 function check(text: string): void {
@@ -148,6 +148,8 @@ test('the block finder: keys start a block, prose and blank comment lines end it
     'line 13 (# keys:)',
   ]);
   expect(withThrowawayFiles('tls: { cert_file: a.pem, key_file: "b.pem" }')).toBe(`tls: { cert_file: "${pem.cert}", key_file: "${pem.key}" }`);
+  // A path built from a variable with a default (`${DIR:-/etc/sluice}/a.pem`) is one value, braces and all.
+  expect(withThrowawayFiles('tls: { cert_file: ${DIR:-/etc/x}/a.pem, key_file: b.pem }')).toBe(`tls: { cert_file: "${pem.cert}", key_file: "${pem.key}" }`);
 });
 
 describe.each(configs)('%s', (file) => {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/loader';
 import { restartOnlyChanges, type Config } from '../../src/config/schema';
+import { createCa, makeCertDir, removeCertDir, type IssuedCert } from '../support/certs';
 
 const FIXTURES = join(__dirname, '../fixtures/config');
 const EXAMPLE = join(__dirname, '../../../config/gateway.example.yaml');
@@ -346,5 +347,37 @@ describe('public routes (auth, anonymous_tier)', () => {
     ['an unknown auth value', open('{ name: d, match: { path_prefix: /d }, upstream: users, auth: public }'), ['routes[0].auth: expected required, optional or none']],
   ])('refuses %s', (_, yaml, problems) => {
     expect(configError(() => parseConfig(yaml, {})).problems).toEqual(problems);
+  });
+});
+
+describe('TLS settings on reload: other files reload, TLS on or off (or client_auth) needs a restart', () => {
+  const dir = makeCertDir();
+  const ca = createCa(dir);
+  const first = ca.issue('first');
+  const second = ca.issue('second');
+  afterAll(() => removeCertDir(dir));
+
+  const listen = (tls: string) => `listen: { port: 8080${tls ? `, tls: ${tls}` : ''} }\nadmin: { tls: { cert_file: ${first.cert}, key_file: ${first.key} } }\n${MINIMAL}`;
+  const withFiles = (cert: IssuedCert, extra = '') => `{ cert_file: ${cert.cert}, key_file: ${cert.key}${extra} }`;
+
+  test.each([
+    ['other certificate files', withFiles(first), withFiles(second), []],
+    ['a client CA added with client_auth', withFiles(first), withFiles(first, `, ca_file: ${ca.cert}, client_auth: optional`), ['listen']],
+    ['client_auth changed', withFiles(first, `, ca_file: ${ca.cert}, client_auth: optional`), withFiles(first, `, ca_file: ${ca.cert}, client_auth: require`), ['listen']],
+    ['TLS turned off', withFiles(first), '', ['listen']],
+    ['TLS turned on', '', withFiles(first), ['listen']],
+  ])('%s', (_what, before, after, expected) => {
+    expect(restartOnlyChanges(parseConfig(listen(before)), parseConfig(listen(after)))).toEqual(expected);
+  });
+
+  test('admin.tls off is a restart; its files changing is not', () => {
+    const admin = (tls: string) => `admin: { port: 9090${tls ? `, tls: ${tls}` : ''} }\n${MINIMAL}`;
+    expect(restartOnlyChanges(parseConfig(admin(withFiles(first))), parseConfig(admin(withFiles(second))))).toEqual([]);
+    expect(restartOnlyChanges(parseConfig(admin(withFiles(first))), parseConfig(admin('')))).toEqual(['admin']);
+  });
+
+  test('an upstream tls section on https:// targets is accepted; reject_unauthorized defaults to true', () => {
+    const config = parseConfig(MINIMAL.replace('upstreams:\n  users: { targets: [http://127.0.0.1:9001] }', `upstreams:\n  users: { targets: [https://127.0.0.1:9443], tls: { ca_file: ${ca.cert} } }`));
+    expect(config.upstreams.users.tls).toEqual({ ca_file: ca.cert, reject_unauthorized: true });
   });
 });

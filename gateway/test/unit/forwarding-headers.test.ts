@@ -8,6 +8,7 @@ const facts = (underscores: 'drop' | 'allow'): ForwardingFacts => ({
   consumerId: 'key_real',
   consumerTier: 'free',
   underscores,
+  encrypted: false,
 });
 
 // As node hands them over: names lower-cased.
@@ -30,6 +31,7 @@ const incoming: IncomingHttpHeaders = {
   transfer_encoding: 'chunked',
   proxy_authorization: 'Basic eDp5',
   _forwarded: 'x',
+  x_client_cert_subject: 'CN=forged',
 };
 
 const underscored = (headers: Record<string, unknown>) => Object.keys(headers).filter((name) => name.includes('_')).sort();
@@ -45,5 +47,22 @@ describe('upstreamRequestHeaders: names with "_"', () => {
     const out = upstreamRequestHeaders(incoming, facts('allow'));
     expect(underscored(out)).toEqual(['_forwarded', 'forwarded_', 'x_custom']);
     expect(out['x-consumer-id']).toBe('key_real');
+  });
+});
+
+describe('upstreamRequestHeaders: X-Client-Cert-Subject', () => {
+  const sent: IncomingHttpHeaders = { host: 'gw.test', 'x-client-cert-subject': 'CN=forged' };
+
+  it('drops a client\'s own copy when the peer is not a trusted proxy', () => {
+    expect(upstreamRequestHeaders(sent, facts('allow'))['x-client-cert-subject']).toBeUndefined();
+  });
+
+  it('keeps a trusted proxy\'s (it terminated TLS in front of us) when this listener verifies no certificates', () => {
+    expect(upstreamRequestHeaders(sent, { ...facts('drop'), peerTrusted: true })['x-client-cert-subject']).toBe('CN=forged');
+  });
+
+  it('on a listener that verifies client certificates, sends only the verified subject, or none', () => {
+    expect(upstreamRequestHeaders(sent, { ...facts('drop'), peerTrusted: true, clientCertSubject: 'CN=alice' })['x-client-cert-subject']).toBe('CN=alice');
+    expect(upstreamRequestHeaders(sent, { ...facts('drop'), peerTrusted: true, clientCertSubject: null })['x-client-cert-subject']).toBeUndefined();
   });
 });
