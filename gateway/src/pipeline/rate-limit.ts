@@ -1,28 +1,56 @@
 import { serviceUnavailable } from '../errors/envelope';
-import { rateLimitDecisionsBy } from '../metrics/registry';
+import { quotaRefusalsBy, rateLimitDecisionsBy } from '../metrics/registry';
+import { calendarWindowName } from '../ratelimit/calendar';
+import { formatWindow } from '../config/duration';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
+import type { LimitDecision } from '../ratelimit/limiter';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import type { RequestContext } from './context';
 
 /**
- * Checks and counts every window of the key's tier (and of this route for that tier) in one call.
- * Runs after authorization, so only real customers are counted; refused requests are not counted.
+ * Checks and counts every limit of the request in one call: the key's windows (its own limits or its
+ * tier's), this route's windows for the tier, the account's windows and the calendar quota. Runs after
+ * authorization, so only real customers are counted; refused requests are not counted.
  */
 export async function rateLimit(ctx: RequestContext): Promise<void> {
   const { runtime } = ctx;
   const consumer = ctx.consumer!;
   const route = ctx.route!.route;
-  const windows = runtime.rateLimitPlan.windows(consumer.tier, route.name);
-  if (windows.length === 0) return; // an unlimited tier
+  const request = runtime.rateLimitPlan.request(consumer, route.name, route.cost);
+  if (request === null) return; // an unlimited tier
 
   let decision;
   try {
-    decision = await runtime.limiter.check({ subject: consumer.id, windows, cost: route.cost });
+    decision = await runtime.limiter.check(request);
   } catch (err) {
     if (!(err instanceof LimiterUnavailableError)) throw err;
     throw serviceUnavailable({ cause: err });
   }
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
-  rateLimitDecisionsBy(consumer.tier, decision.allowed ? 'allowed' : 'limited').inc();
-  if (!decision.allowed) throw rateLimitExceeded(decision);
+  if (!decision.allowed) {
+    rateLimitDecisionsBy(consumer.tier, 'limited').inc();
+    const quota = request.quota && decision.windows[decision.windows.length - 1];
+    if (quota && quota.blocking && !quota.shadow) quotaRefusalsBy(consumer.tier, quota.calendar!).inc();
+    throw rateLimitExceeded(decision);
+  }
+  const shadowRefusals = shadowBlocking(decision);
+  if (shadowRefusals === undefined) {
+    rateLimitDecisionsBy(consumer.tier, 'allowed').inc();
+    return;
+  }
+  // Admitted, but a shadow limit would have refused it: what enforcing that limit would do.
+  rateLimitDecisionsBy(consumer.tier, 'shadow_limited').inc();
+  runtime.log.info(
+    { key_id: consumer.id, tier: consumer.tier, account: consumer.account, windows: shadowRefusals, route: route.name },
+    'shadow rate limit: this request would have been refused',
+  );
+}
+
+/** The names of the shadow windows that would have refused an admitted request, or undefined. */
+function shadowBlocking(decision: LimitDecision): string[] | undefined {
+  let names: string[] | undefined;
+  for (const w of decision.windows) {
+    if (w.shadow && w.blocking) (names ??= []).push(w.calendar ? calendarWindowName(w.calendar) : formatWindow(w.windowMs));
+  }
+  return names;
 }
