@@ -1,8 +1,8 @@
 import { Agent, request } from 'undici';
 import type { Config } from '../config/schema';
 import type { PublicKey } from '../keys/types';
-import type { KeyList, KeyWithSecret, ListQuery } from './key-service';
-import type { CreateKeyInput } from './validation';
+import type { KeyList, KeyUsage, KeyWithSecret, ListQuery } from './key-service';
+import type { CreateKeyInput, UpdateKeyInput } from './validation';
 
 // The CLI's way to the embedded store: its keys live inside the running gateway, so the CLI asks that
 // gateway's key API (admin host, port and token from the same config file).
@@ -11,6 +11,9 @@ import type { CreateKeyInput } from './validation';
 export interface KeyOperations {
   create(input: CreateKeyInput): Promise<KeyWithSecret>;
   list(query: ListQuery): Promise<KeyList>;
+  get(id: string): Promise<PublicKey>;
+  update(id: string, patch: UpdateKeyInput): Promise<PublicKey>;
+  usage(id: string): Promise<KeyUsage>;
   rotate(id: string): Promise<KeyWithSecret>;
   revoke(id: string): Promise<PublicKey>;
 }
@@ -30,7 +33,7 @@ export class AdminApiClient implements KeyOperations {
     private readonly token: string,
   ) {}
 
-  private async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  private async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let res;
     try {
       res = await request(`${this.baseUrl}${path}`, {
@@ -58,6 +61,18 @@ export class AdminApiClient implements KeyOperations {
   list({ cursor, limit }: ListQuery): Promise<KeyList> {
     const query = new URLSearchParams({ limit: String(limit), ...(cursor === undefined ? {} : { cursor }) });
     return this.call('GET', `/v1/keys?${query}`);
+  }
+
+  get(id: string): Promise<PublicKey> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(id)}`);
+  }
+
+  update(id: string, patch: UpdateKeyInput): Promise<PublicKey> {
+    return this.call('PATCH', `/v1/keys/${encodeURIComponent(id)}`, patch);
+  }
+
+  usage(id: string): Promise<KeyUsage> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(id)}/usage`);
   }
 
   rotate(id: string): Promise<KeyWithSecret> {
