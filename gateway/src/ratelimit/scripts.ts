@@ -52,7 +52,8 @@ end
  * shadow window, which counts but never refuses), window ms; then the steps, each a kind word and its
  * arguments:
  *   "quota", limit (negative: shadow), day|week|month. Its key is a base name: the counter is
- *   KEYS[j] .. ":" .. the period's first day (same hash tag, so the same slot), expiring at its end.
+ *   KEYS[j] .. ":" .. the period's first day (same hash tag, so the same slot), expiring an hour
+ *   after its end (by the script's clock).
  * A request without steps sends exactly 2 + 2 × windows arguments, and the script does no more for it
  * than the windows. A new step (a concurrency slot) is a new kind word: checked in the first loop,
  * written in the second, one key of its own.
@@ -170,7 +171,9 @@ for _, step in ipairs(steps) do
   local used = step.used
   if counting and step.kind == 'quota' then
     redis.call('INCRBY', step.key, cost)
-    redis.call('PEXPIREAT', step.key, step.reset)
+    -- relative to the script's clock (a test's "now" may be past), plus a margin: a new period is a
+    -- new key anyway, and a failed-over node whose clock runs a little behind must not drop it early
+    redis.call('PEXPIRE', step.key, step.reset - now + 3600000)
     used = used + cost
   end
   local blocking = 0
