@@ -308,3 +308,65 @@ describe('the CLI and backups', () => {
     }
   });
 });
+
+describe('without Redis (fail_open_local)', () => {
+  let own: TestRedis;
+  let gateway: TestGateway;
+  let file: string;
+
+  beforeAll(async () => {
+    own = await startRedis({ destructive: true });
+    file = writeConfig(
+      baseConfig({
+        admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
+        failure_policy: 'fail_open_local',
+        store: { redis: { url: own.url }, timeout_ms: 300, max_wait_ms: 300, cache: { ttl: '1m' } },
+        tiers: { metered: { limits: [{ requests: 100, per: '1m', mode: 'shadow' }], account_limits: [{ requests: 100, per: '1m' }], quota: { requests: 6, per: 'day' }, scopes: ['*'] } },
+        upstreams: { app: { targets: [upstream.url] } },
+        routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
+      }),
+    );
+    gateway = await startGateway(file);
+  }, 30_000);
+
+  afterAll(async () => {
+    own?.resume();
+    await gateway?.stop();
+    await own?.stop();
+    if (file) removeConfig(file);
+  });
+
+  it('applies the quota locally from what Redis last reported; what it admits then is not added to Redis (README)', async () => {
+    const key = await createKey(adminApi(gateway.adminUrl), { name: 'f', tier: 'metered', account: 'fallback' });
+    const through = (res: SimpleResponse) => res.status;
+    const get = () => send(`${gateway.url}/x`, { headers: { 'x-api-key': key.key } });
+    expect([through(await get()), through(await get())]).toEqual([200, 200]); // Redis counts 2 of 6
+    own.pause();
+    let local: number[];
+    try {
+      local = [];
+      // The first call may find Redis merely late rather than silent: that one is a 503, never a local decision.
+      for (let i = 0; i < 8; i++) local.push(through(await get()));
+      const refused = await get();
+      expect(expectEnvelope(refused, 429, 'rate_limit_exceeded').details).toMatchObject({ limit: 6, window: 'calendar day' });
+    } finally {
+      own.resume();
+    }
+    const decided = local.filter((status) => status !== 503);
+    expect(local.length - decided.length).toBeLessThanOrEqual(2);
+    expect(decided.slice(0, 5)).toEqual([200, 200, 200, 200, 429]); // one replica: its share is what Redis had left, 4
+    expect(decided.slice(4).every((status) => status === 429)).toBe(true);
+    await waitFor(async () => (await metricSumOf(gateway, 'sluice_ratelimit_fallback_active')) === 0, 10_000);
+    const usage = (await adminApi(gateway.adminUrl)('GET', `/v1/keys/${key.id}/usage`)).json;
+    // The 4 admitted locally are not added to Redis. Redis does run, once it wakes, the calls that were
+    // already sent to it before the replica stopped asking (at most failuresBeforeFallback = 3).
+    expect(usage.quota.used).toBeGreaterThanOrEqual(2);
+    expect(usage.quota.used).toBeLessThanOrEqual(2 + 3);
+  }, 30_000);
+});
+
+async function metricSumOf(gateway: TestGateway, name: string): Promise<number> {
+  const text = await (await request(`${gateway.adminUrl}/metrics`)).body.text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
