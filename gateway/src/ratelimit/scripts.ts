@@ -54,15 +54,16 @@ end
  *   "quota", limit (negative: shadow), day|week|month. Its key is a base name: the counter is
  *   KEYS[j] .. ":" .. the period's first day (same hash tag, so the same slot), expiring an hour
  *   after its end (by the script's clock).
- * A request without steps sends exactly 2 + 2 × windows arguments, and the script does no more for it
- * than the windows. A new step (a concurrency slot) is a new kind word: checked in the first loop,
- * written in the second, one key of its own.
+ * A request without steps sends exactly 2 + 2 × windows arguments and keys as before; the script does
+ * for it what it did before, plus two comparisons and one per window (the shadow sign). A new step (a
+ * concurrency slot) is a new kind word: checked in the steps loop, written (or given back) in the
+ * second, one key of its own.
  * Returns { allowed (0|1), now ms, then per window and then per step: used, blocking (0|1), reset ms }.
  * Rejected requests write nothing but the removal of expired buckets; a cost of 0 is a read-only peek.
  * Shadow windows and steps only report: they never make allowed 0, and admitted requests are counted
  * in them even past their limit.
  */
-export const SLIDING_WINDOW = CALENDAR_LUA + `
+export const SLIDING_WINDOW = `
 local buckets_per_window = ${BUCKETS_PER_WINDOW}
 local cost = tonumber(ARGV[1])
 local now
@@ -130,24 +131,29 @@ for i = 1, window_count do
   windows[i] = { used = used, blocking = blocking, reset = reset, current = current, window = window, width = width }
 end
 
-local steps = {}
-local a = 3 + 2 * window_count
-while a <= #ARGV do
-  local kind = ARGV[a]
-  local key = KEYS[window_count + #steps + 1]
-  if kind == 'quota' then
-    local limit = tonumber(ARGV[a + 1])
-    local shadow = limit < 0
-    if shadow then limit = -limit end
-    local first_day, next_day = calendar_period(now, ARGV[a + 2])
-    local counter = key .. ':' .. string.format('%.0f', first_day)
-    local used = tonumber(redis.call('GET', counter) or '0')
-    local blocking = used + cost > limit
-    if blocking and not shadow then allowed = 0 end
-    steps[#steps + 1] = { kind = kind, key = counter, used = used, blocking = blocking, reset = next_day * 86400000 }
-    a = a + 3
-  else
-    return redis.error_reply('unknown limit step ' .. tostring(kind))
+-- Steps exist only when there are more keys than windows: a plain request skips all of this.
+local steps
+if window_count < #KEYS then
+  ${CALENDAR_LUA}
+  steps = {}
+  local a = 3 + 2 * window_count
+  while a <= #ARGV do
+    local kind = ARGV[a]
+    local key = KEYS[window_count + #steps + 1]
+    if kind == 'quota' then
+      local limit = tonumber(ARGV[a + 1])
+      local shadow = limit < 0
+      if shadow then limit = -limit end
+      local first_day, next_day = calendar_period(now, ARGV[a + 2])
+      local counter = key .. ':' .. string.format('%.0f', first_day)
+      local used = tonumber(redis.call('GET', counter) or '0')
+      local blocking = used + cost > limit
+      if blocking and not shadow then allowed = 0 end
+      steps[#steps + 1] = { kind = kind, key = counter, used = used, blocking = blocking, reset = next_day * 86400000 }
+      a = a + 3
+    else
+      return redis.error_reply('unknown limit step ' .. tostring(kind))
+    end
   end
 end
 
@@ -167,20 +173,22 @@ for i = 1, window_count do
   result[#result + 1] = blocking
   result[#result + 1] = w.reset
 end
-for _, step in ipairs(steps) do
-  local used = step.used
-  if counting and step.kind == 'quota' then
-    redis.call('INCRBY', step.key, cost)
-    -- relative to the script's clock (a test's "now" may be past), plus a margin: a new period is a
-    -- new key anyway, and a failed-over node whose clock runs a little behind must not drop it early
-    redis.call('PEXPIRE', step.key, step.reset - now + 3600000)
-    used = used + cost
+if steps then
+  for _, step in ipairs(steps) do
+    local used = step.used
+    if counting and step.kind == 'quota' then
+      redis.call('INCRBY', step.key, cost)
+      -- relative to the script's clock (a test's "now" may be past), plus a margin: a new period is a
+      -- new key anyway, and a failed-over node whose clock runs a little behind must not drop it early
+      redis.call('PEXPIRE', step.key, step.reset - now + 3600000)
+      used = used + cost
+    end
+    local blocking = 0
+    if step.blocking then blocking = 1 end
+    result[#result + 1] = used
+    result[#result + 1] = blocking
+    result[#result + 1] = step.reset
   end
-  local blocking = 0
-  if step.blocking then blocking = 1 end
-  result[#result + 1] = used
-  result[#result + 1] = blocking
-  result[#result + 1] = step.reset
 end
 return result
 `;
