@@ -54,7 +54,8 @@ end
  *   "quota", limit (negative: shadow), day|week|month. Its key is a base name: the counter is
  *   KEYS[j] .. ":" .. the period's first day (same hash tag, so the same slot), expiring an hour
  *   after its end (by the script's clock).
- * A request without steps sends exactly 2 + 2 × windows arguments and keys as before; the script does
+ * Every step has at least three arguments for its one key, so only a request without steps has
+ * exactly 2 + 2 × #KEYS arguments. A request without steps sends the arguments and keys it always did; the script does
  * for it what it did before, plus two comparisons and one per window (the shadow sign). A new step (a
  * concurrency slot) is a new kind word: checked in the steps loop, written (or given back) in the
  * second, one key of its own.
