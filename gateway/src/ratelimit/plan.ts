@@ -56,6 +56,11 @@ type Consumer = Pick<ApiKeyRecord, 'id' | 'tier' | 'account' | 'limits'>;
  */
 export class RateLimitPlan {
   private readonly byTierAndRoute = new Map<string, Entry>();
+  /**
+   * Windows of keys with their own limits, built once per cached record: the key cache hands out the
+   * same record (and `limits` array) until the key changes, and a reload builds a new plan.
+   */
+  private readonly overridden = new WeakMap<readonly KeyLimit[], Map<string, readonly WindowSpec[]>>();
 
   constructor(config: Config) {
     for (const [tierName, tier] of Object.entries(config.tiers)) {
@@ -86,10 +91,21 @@ export class RateLimitPlan {
     if (!entry) return null;
     const account = consumer.account;
     let windows: readonly WindowSpec[];
-    if (consumer.limits) {
-      windows = [...overrideWindows(consumer.limits, entry.tier), ...entry.route, ...(account === undefined ? [] : entry.account)];
-    } else windows = account === undefined ? entry.plain : entry.accounted;
+    if (consumer.limits) windows = this.withOwnLimits(consumer.limits, entry, `${consumer.tier}\n${route}\n${account !== undefined}`);
+    else windows = account === undefined ? entry.plain : entry.accounted;
     if (windows.length === 0 && !entry.quota) return null;
     return { subject: consumer.id, account, windows, quota: entry.quota, cost };
+  }
+
+  private withOwnLimits(limits: readonly KeyLimit[], entry: Entry, variant: string): readonly WindowSpec[] {
+    let variants = this.overridden.get(limits);
+    if (!variants) this.overridden.set(limits, (variants = new Map()));
+    let windows = variants.get(variant);
+    if (!windows) {
+      const accounted = variant.endsWith('\ntrue');
+      windows = [...overrideWindows(limits, entry.tier), ...entry.route, ...(accounted ? entry.account : [])];
+      variants.set(variant, windows);
+    }
+    return windows;
   }
 }

@@ -94,6 +94,12 @@ describe('RateLimitPlan', () => {
       ['60000', 2000, true],
     ]);
     expect(own.quota?.limit).toBe(1000);
+    // built once per cached record, not per request
+    const record = { id: 'key_c', tier: 'pro', limits: [{ requests: 7, per: '1m' }] };
+    expect(plan.request(record, 'users', 1)!.windows).toBe(plan.request(record, 'users', 2)!.windows);
+    expect(plan.request(record, 'other', 1)!.windows).not.toBe(plan.request(record, 'users', 1)!.windows);
+    expect(plan.request({ ...record, account: 'a' }, 'users', 1)!.windows).toHaveLength(3);
+    expect(plan.request(record, 'users', 1)!.windows).toHaveLength(2);
   });
 
   it('a shadow tier makes every window and the quota shadow; an unlimited tier makes no request', () => {
