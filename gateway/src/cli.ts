@@ -7,7 +7,10 @@ import { readFileSync } from 'node:fs';
 import { adminBaseUrl, AdminApiClient, type KeyOperations } from './admin/api-client';
 import { backupHeader, backupText, parseBackup } from './admin/backup';
 import { KeyService, type KeyWithSecret } from './admin/key-service';
-import { checkInput, createKeyInput } from './admin/validation';
+import { checkInput, createKeyInput, updateKeyInput, type InputProblem } from './admin/validation';
+import type { KeyUsage, WindowUsage } from './admin/key-service';
+import type { PublicKey } from './keys/types';
+import { RedisLimiter } from './ratelimit/redis-limiter';
 import { formatWindow } from './config/duration';
 import { startGateway } from './main';
 import { connectKeyStore, openRedisKeyStore } from './backends';
@@ -40,7 +43,9 @@ async function withRedisKeys<T>(config: Config, run: (service: KeyService) => Pr
     if (!(await connectKeyStore(store, createLogger('silent'), Math.max(config.store.timeout_ms, 3000)))) {
       fail('cannot reach the Redis key store named in the config');
     }
-    return await run(new KeyService({ store, events, config: () => config }));
+    // A limiter on the same connection, for usage reports (read-only: they count nothing).
+    const limiter = new RedisLimiter(store.client, config.store.redis!.key_prefix);
+    return await run(new KeyService({ store, events, config: () => config, limiter }));
   } finally {
     await store.close();
   }
@@ -75,6 +80,42 @@ function redisOnly(configFile: string, command: string): Config {
     fail(`keys ${command} works on the Redis key store; the embedded store lives only in the gateway's memory (seed keys under \`keys:\` instead)`);
   }
   return config;
+}
+
+/** "100/1m,5000/1d" → [{requests: 100, per: "1m"}, …]; the API's validation judges the values. */
+function parseLimitsOption(text: string): unknown {
+  return text.split(',').map((item) => item.trim()).filter(Boolean).map((item) => {
+    const match = /^([0-9]+)\/(\S+)$/.exec(item);
+    if (!match) fail(`--limits must be a comma-separated list like 100/1m,5000/1d (got an item that is not REQUESTS/WINDOW)`);
+    return { requests: Number(match[1]), per: match[2] };
+  });
+}
+
+/** A problem of an input named as the option that carries it: `limits[0].per` → --limits. */
+function optionProblem(problem: InputProblem): never {
+  fail(`--${problem.field.replace(/[[.].*$/, '').replace(/_/g, '-')} must be ${problem.requirement}`);
+}
+
+function describeKey(shown: PublicKey): string[] {
+  const lines = [`${shown.id}  ${shown.status}  tier ${shown.tier}  "${shown.name}"`];
+  if (shown.account) lines.push(`account: ${shown.account}`);
+  lines.push(`scopes: ${shown.scopes ? shown.scopes.join(', ') : "(the tier's)"}`);
+  lines.push(`limits: ${shown.limits ? shown.limits.map((l) => `${l.requests}/${l.per}`).join(', ') : "(the tier's)"}`);
+  for (const field of ['created_at', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) {
+    if (shown[field]) lines.push(`${field.replace('_at', '')}: ${shown[field]}`);
+  }
+  return lines;
+}
+
+function describeUsage(usage: KeyUsage): string[] {
+  const line = (kind: string, w: WindowUsage) =>
+    `  ${kind.padEnd(8)} ${w.window.padEnd(15)} ${String(w.used).padStart(8)} / ${String(w.limit).padEnd(8)} resets ${new Date(w.reset * 1000).toISOString()}${w.mode === 'shadow' ? '  (shadow)' : ''}`;
+  const lines = ['usage:'];
+  for (const w of usage.windows) lines.push(line('key', w));
+  for (const w of usage.account_windows) lines.push(line('account', w));
+  if (usage.quota) lines.push(line('quota', usage.quota));
+  if (lines.length === 1) lines.push('  (no limits)');
+  return lines;
 }
 
 const shortKey = (created: KeyWithSecret) => JSON.stringify({ id: created.id, key: created.key, tier: created.tier, name: created.name });
@@ -136,12 +177,15 @@ keys
   .requiredOption('--name <name>', 'a name for people')
   .option('--scopes <list>', 'comma-separated scopes, a subset of the tier\'s')
   .option('--expires-at <iso>', 'expiry time, ISO 8601 with a time zone (2027-01-01T00:00:00Z)')
+  .option('--account <name>', "the customer the key belongs to (shares the tier's account_limits; cannot be changed later)")
+  .option('--limits <list>', "the key's own windows instead of its tier's, e.g. 100/1m,5000/1d")
   .option('--json', 'print {"id","key","tier","name"}')
-  .action(async (opts: { config: string; tier: string; name: string; scopes?: string; expiresAt?: string; json?: boolean }) => {
+  .action(async (opts: { config: string; tier: string; name: string; scopes?: string; expiresAt?: string; account?: string; limits?: string; json?: boolean }) => {
     await withKeys(opts.config, async (keyOps) => {
       const scopes = opts.scopes?.split(',').map((s) => s.trim()).filter(Boolean);
-      const checked = checkInput(createKeyInput, { name: opts.name, tier: opts.tier, scopes, expires_at: opts.expiresAt });
-      if ('problem' in checked) fail(`--${checked.problem.field.replace(/\[.*$/, '').replace(/_/g, '-')} must be ${checked.problem.requirement}`);
+      const limits = opts.limits === undefined ? undefined : parseLimitsOption(opts.limits);
+      const checked = checkInput(createKeyInput, { name: opts.name, tier: opts.tier, scopes, expires_at: opts.expiresAt, account: opts.account, limits });
+      if ('problem' in checked) optionProblem(checked.problem);
       const created = await keyOps.create(checked.value);
       if (opts.json) console.log(shortKey(created));
       else console.log(`Created ${created.id} (name "${created.name}", tier ${created.tier}).\nAPI key (shown once, store it now): ${created.key}`);
@@ -164,6 +208,47 @@ keys
         }
         cursor = page.next_cursor;
       } while (cursor !== null);
+    });
+  });
+
+keys
+  .command('update <id>')
+  .description("change a key's tier, own limits, name, scopes or expiry (every replica applies it within a second)")
+  .requiredOption('-c, --config <file>', 'gateway YAML config')
+  .option('--tier <tier>', 'new tier (every key of its account must move with it)')
+  .option('--limits <list>', `the key's own windows, e.g. 100/1m,5000/1d; "tier" for its tier's again`)
+  .option('--name <name>', 'new name')
+  .option('--scopes <list>', `comma-separated scopes; "tier" for its tier's again`)
+  .option('--expires-at <iso>', 'new expiry, ISO 8601 with a time zone; "never" for none')
+  .option('--json', 'print the key as JSON')
+  .action(async (id: string, opts: { config: string; tier?: string; limits?: string; name?: string; scopes?: string; expiresAt?: string; json?: boolean }) => {
+    await withKeys(opts.config, async (keyOps) => {
+      const patch: Record<string, unknown> = {};
+      if (opts.tier !== undefined) patch.tier = opts.tier;
+      if (opts.name !== undefined) patch.name = opts.name;
+      if (opts.limits !== undefined) patch.limits = opts.limits === 'tier' ? null : parseLimitsOption(opts.limits);
+      if (opts.scopes !== undefined) patch.scopes = opts.scopes === 'tier' ? null : opts.scopes.split(',').map((s) => s.trim()).filter(Boolean);
+      if (opts.expiresAt !== undefined) patch.expires_at = opts.expiresAt === 'never' ? null : opts.expiresAt;
+      if (Object.keys(patch).length === 0) fail('nothing to change: give at least one of --tier, --limits, --name, --scopes, --expires-at');
+      const checked = checkInput(updateKeyInput, patch);
+      if ('problem' in checked) optionProblem(checked.problem);
+      const updated = await keyOps.update(id, checked.value);
+      if (opts.json) console.log(JSON.stringify(updated));
+      else console.log([`Updated ${id}. Every replica applies it within about a second.`, ...describeKey(updated)].join('\n'));
+    });
+  });
+
+keys
+  .command('show <id>')
+  .description('print a key (never its secret) and its usage: its windows, its account\'s and its quota period')
+  .requiredOption('-c, --config <file>', 'gateway YAML config')
+  .option('--json', 'print {"key": …, "usage": …}')
+  .action(async (id: string, opts: { config: string; json?: boolean }) => {
+    await withKeys(opts.config, async (keyOps) => {
+      const shown = await keyOps.get(id);
+      const usage = await keyOps.usage(id);
+      if (opts.json) console.log(JSON.stringify({ key: shown, usage }));
+      else console.log([...describeKey(shown), ...describeUsage(usage)].join('\n'));
     });
   });
 

@@ -4,8 +4,8 @@ import { Agent, buildConnector, request } from 'undici';
 import type { Config } from '../config/schema';
 import { loadTlsFiles } from '../config/tls-files';
 import type { PublicKey } from '../keys/types';
-import type { KeyList, KeyWithSecret, ListQuery } from './key-service';
-import type { CreateKeyInput } from './validation';
+import type { KeyList, KeyUsage, KeyWithSecret, ListQuery } from './key-service';
+import type { CreateKeyInput, UpdateKeyInput } from './validation';
 
 // The CLI's way to the embedded store: its keys live inside the running gateway, so the CLI asks that
 // gateway's key API (admin host, port and token from the same config file).
@@ -14,6 +14,9 @@ import type { CreateKeyInput } from './validation';
 export interface KeyOperations {
   create(input: CreateKeyInput): Promise<KeyWithSecret>;
   list(query: ListQuery): Promise<KeyList>;
+  get(id: string): Promise<PublicKey>;
+  update(id: string, patch: UpdateKeyInput): Promise<PublicKey>;
+  usage(id: string): Promise<KeyUsage>;
   rotate(id: string): Promise<KeyWithSecret>;
   revoke(id: string): Promise<PublicKey>;
 }
@@ -56,7 +59,7 @@ export class AdminApiClient implements KeyOperations {
     this.agent = new Agent({ connections: 1, ...(certFile && { connect: pinnedTo(certFile) }) });
   }
 
-  private async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  private async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
     let res;
     try {
       res = await request(`${this.baseUrl}${path}`, {
@@ -85,6 +88,18 @@ export class AdminApiClient implements KeyOperations {
   list({ cursor, limit }: ListQuery): Promise<KeyList> {
     const query = new URLSearchParams({ limit: String(limit), ...(cursor === undefined ? {} : { cursor }) });
     return this.call('GET', `/v1/keys?${query}`);
+  }
+
+  get(id: string): Promise<PublicKey> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(id)}`);
+  }
+
+  update(id: string, patch: UpdateKeyInput): Promise<PublicKey> {
+    return this.call('PATCH', `/v1/keys/${encodeURIComponent(id)}`, patch);
+  }
+
+  usage(id: string): Promise<KeyUsage> {
+    return this.call('GET', `/v1/keys/${encodeURIComponent(id)}/usage`);
   }
 
   rotate(id: string): Promise<KeyWithSecret> {

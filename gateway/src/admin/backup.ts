@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { KEY_ID_PATTERN } from '../keys/records';
 import type { ApiKeyRecord } from '../keys/types';
 import { decodeUtf8, malformedTextPath, UNICODE_REQUIREMENT } from './unicode';
+import { ACCOUNT_PATTERN, keyLimits } from './validation';
 
 // `sluice keys export|import`: JSON lines, a header line, then one key record per line with its
 // secret hashes (never a plaintext key), so a lost or emptied key store can be restored.
@@ -21,6 +22,8 @@ const recordSchema = z.strictObject({
   tier: z.string().min(1),
   scopes: z.array(z.string()).optional(),
   status: z.enum(['active', 'revoked']),
+  account: z.string().regex(ACCOUNT_PATTERN, { error: 'expected an account name like acme' }).optional(),
+  limits: keyLimits.optional(),
   created_at: time,
   updated_at: time.optional(),
   expires_at: time.optional(),

@@ -2,10 +2,11 @@ import type { Logger } from 'pino';
 import { formatWindow } from '../config/duration';
 import { catalogue } from '../errors/catalogue';
 import type { Config } from '../config/schema';
-import { tierWindows } from '../ratelimit/plan';
+import { accountWindows, overrideWindows, tierQuota, tierWindows } from '../ratelimit/plan';
+import { calendarWindowName } from '../ratelimit/calendar';
 import type { KeyEvents } from '../keys/events';
 import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../keys/records';
-import type { Limiter } from '../ratelimit/limiter';
+import type { Limiter, WindowState } from '../ratelimit/limiter';
 import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../keys/types';
 import type { CreateKeyInput, UpdateKeyInput } from './validation';
 
@@ -48,14 +49,34 @@ export interface WindowUsage {
   limit: number;
   used: number;
   remaining: number;
-  /** Unix seconds: when this window next has more room. */
+  /** Unix seconds: when this window next has more room (for a quota: the next period boundary). */
   reset: number;
+  /** shadow: counted, never refused. */
+  mode: 'enforce' | 'shadow';
 }
 
 export interface KeyUsage {
   id: string;
   tier: string;
+  account?: string;
+  /** The key's own windows: its `limits`, or its tier's. */
   windows: WindowUsage[];
+  /** The tier's account_limits, counted for every key of the account (none without an account). */
+  account_windows: WindowUsage[];
+  /** The tier's calendar quota for this key in the current period, or null. */
+  quota: WindowUsage | null;
+}
+
+function windowUsage(w: WindowState): WindowUsage {
+  return {
+    window: w.calendar ? calendarWindowName(w.calendar) : formatWindow(w.windowMs),
+    window_seconds: w.windowMs / 1000,
+    limit: w.limit,
+    used: w.used,
+    remaining: Math.max(0, w.limit - w.used),
+    reset: Math.ceil(w.resetMs / 1000),
+    mode: w.shadow ? 'shadow' : 'enforce',
+  };
 }
 
 export interface KeyServiceDeps {
@@ -104,10 +125,24 @@ export class KeyService {
     this.deps.log?.info({ action, key_id: id }, `admin: key ${action}`);
   }
 
+  /**
+   * Every key of one account shares its account windows, which come from the tier: so they must all
+   * be in one tier. Revoked keys do not count. This reads every key (admin calls only, never a
+   * request); two concurrent creates in different tiers may still both pass.
+   */
+  private async assertAccountTier(account: string, tier: string, exceptId?: string): Promise<void> {
+    for await (const other of this.exportRecords()) {
+      if (other.account === account && other.tier !== tier && other.status === 'active' && other.id !== exceptId) {
+        throw validationFailed('tier', `Every key of account "${account}" must be in one tier: ${other.id} is in tier "${other.tier}".`);
+      }
+    }
+  }
+
   /** Creates a key (or imports one given as `key`), with its plaintext, shown this once. */
   async create(input: CreateKeyInput): Promise<KeyWithSecret> {
     this.fitTiers(input);
     assertFuture(input.expires_at);
+    if (input.account !== undefined) await this.assertAccountTier(input.account, input.tier);
     const created = newRecord({ ...input, expires_at: input.expires_at && normaliseTime(input.expires_at) });
     try {
       await this.deps.store.put(created.record);
@@ -137,7 +172,9 @@ export class KeyService {
   /** Changes name, tier, scopes or expiry; every replica applies it within a second. */
   async update(id: string, patch: UpdateKeyInput): Promise<PublicKey> {
     assertFuture(patch.expires_at);
-    await this.record(id); // 404 before anything else
+    const before = await this.record(id); // 404 before anything else
+    if (patch.account !== undefined) throw validationFailed('account', 'The account of a key is set when it is created and cannot be changed.');
+    if (patch.tier !== undefined && before.account !== undefined) await this.assertAccountTier(before.account, patch.tier, id);
     const updated = await this.deps.store.update(id, (current) => {
       assertActive(current);
       const next: ApiKeyRecord = { ...current, updated_at: new Date().toISOString() };
@@ -145,6 +182,8 @@ export class KeyService {
       if (patch.tier !== undefined) next.tier = patch.tier;
       if (patch.scopes === null) delete next.scopes;
       else if (patch.scopes !== undefined) next.scopes = patch.scopes;
+      if (patch.limits === null) delete next.limits;
+      else if (patch.limits !== undefined) next.limits = patch.limits;
       if (patch.expires_at === null) delete next.expires_at;
       else if (patch.expires_at !== undefined) next.expires_at = normaliseTime(patch.expires_at);
       this.fitTiers(next); // a new tier must still grant the key's own scopes
@@ -187,28 +226,29 @@ export class KeyService {
     return toPublicKey(updated);
   }
 
-  /** Each window of the key's tier, read from the same counters the request path counts in (cost 0: nothing is counted). */
+  /**
+   * The key's windows (its own limits or its tier's), its account's windows and its quota period,
+   * read from the same counters the request path counts in (cost 0: nothing is counted).
+   */
   async usage(id: string): Promise<KeyUsage> {
     const record = await this.record(id);
     const tiers = this.deps.config().tiers;
     if (!Object.hasOwn(tiers, record.tier)) {
       throw new KeyServiceError('unknown_tier', `The tier "${record.tier}" of this key is no longer configured.`, 'tier');
     }
-    const windows = tierWindows(tiers[record.tier]);
-    if (windows.length === 0 || !this.deps.limiter) return { id, tier: record.tier, windows: [] };
-    const decision = await this.deps.limiter.check({ subject: id, windows, cost: 0 });
-    return {
-      id,
-      tier: record.tier,
-      windows: decision.windows.map((w) => ({
-        window: formatWindow(w.windowMs),
-        window_seconds: w.windowMs / 1000,
-        limit: w.limit,
-        used: w.used,
-        remaining: Math.max(0, w.limit - w.used),
-        reset: Math.ceil(w.resetMs / 1000),
-      })),
-    };
+    const tier = tiers[record.tier];
+    const own = record.limits ? overrideWindows(record.limits, tier) : tierWindows(tier);
+    const shared = record.account === undefined ? [] : accountWindows(tier);
+    const quota = tierQuota(tier);
+    const usage: KeyUsage = { id, tier: record.tier, windows: [], account_windows: [], quota: null };
+    if (record.account !== undefined) usage.account = record.account;
+    if ((own.length === 0 && shared.length === 0 && !quota) || !this.deps.limiter) return usage;
+    const decision = await this.deps.limiter.check({ subject: id, account: record.account, windows: [...own, ...shared], quota, cost: 0 });
+    const states = decision.windows.map(windowUsage);
+    usage.windows = states.slice(0, own.length);
+    usage.account_windows = states.slice(own.length, own.length + shared.length);
+    if (quota) usage.quota = states[own.length + shared.length];
+    return usage;
   }
 
   /** Every record with its hashes, for a backup (never leaves through the HTTP API). */

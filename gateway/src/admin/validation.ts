@@ -3,6 +3,7 @@ import { GatewayError } from '../errors/envelope';
 import { IMPORTED_KEY_PATTERN, IMPORTED_KEY_REQUIREMENT, SCOPE_PATTERN } from '../config/patterns';
 import { KEY_ID_PATTERN } from '../keys/records';
 import { malformedTextPath, UNICODE_REQUIREMENT } from './unicode';
+import { parseDuration } from '../config/duration';
 
 // The shapes the key API accepts (zod), and how the first problem becomes a 400 invalid_parameters
 // with `details.field` and `details.requirement`. Each error text is the requirement, worded to follow
@@ -20,19 +21,50 @@ const scopes = z
   .transform((list) => [...new Set(list)]);
 const expiresAt = z.iso.datetime({ offset: true, error: 'an ISO 8601 date-time with a time zone, like 2027-01-01T00:00:00Z' });
 const key = z.string({ error: 'a string' }).regex(IMPORTED_KEY_PATTERN, { error: IMPORTED_KEY_REQUIREMENT });
+const accountText = 'an account name of 1 to 64 characters: letters, digits, _ . - (starting with a letter or digit)';
+/** Also a Redis hash tag and a log field, so no braces, spaces or colons. */
+export const ACCOUNT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const account = z.string({ error: accountText }).regex(ACCOUNT_PATTERN, { error: accountText });
+const limitsText = 'an array of at most 20 limits like {"requests": 100, "per": "1m"}, each window length once';
+const keyLimit = z.strictObject(
+  {
+    requests: z.number({ error: 'a positive integer' }).int({ error: 'a positive integer' }).min(1, { error: 'a positive integer' }).max(Number.MAX_SAFE_INTEGER, { error: 'a positive integer' }),
+    per: z.string({ error: 'a duration like 1m, 1h or 1d' }).refine((text) => parseDuration(text) !== undefined, { error: 'a duration like 1m, 1h or 1d' }),
+  },
+  { error: limitsText },
+);
+/** A key's own limits (replacing its tier's); `per` is kept as written, like the config's. */
+export const keyLimits = z
+  .array(keyLimit, { error: limitsText })
+  .max(20, { error: limitsText })
+  .refine((list) => new Set(list.map((l) => parseDuration(l.per))).size === list.length, { error: limitsText });
 
 const object = { error: 'a JSON object' };
 
 export const createKeyInput = z.strictObject(
-  { name, tier, scopes: scopes.optional(), expires_at: expiresAt.optional(), key: key.optional() },
+  { name, tier, scopes: scopes.optional(), expires_at: expiresAt.optional(), key: key.optional(), account: account.optional(), limits: keyLimits.optional() },
   object,
 );
 export type CreateKeyInput = z.output<typeof createKeyInput>;
 
-/** null clears an optional field: `scopes: null` = the tier's scopes again, `expires_at: null` = never. */
+/**
+ * null clears an optional field: `scopes: null` = the tier's scopes again, `expires_at: null` = never,
+ * `limits: null` = the tier's limits again. `account` is accepted here only to be refused with a 422
+ * by the service (it is set at creation only), rather than as an unknown field.
+ */
 export const updateKeyInput = z
-  .strictObject({ name: name.optional(), tier: tier.optional(), scopes: scopes.nullable().optional(), expires_at: expiresAt.nullable().optional() }, object)
-  .refine((patch) => Object.keys(patch).length > 0, { error: 'a JSON object with at least one of name, tier, scopes, expires_at' });
+  .strictObject(
+    {
+      name: name.optional(),
+      tier: tier.optional(),
+      scopes: scopes.nullable().optional(),
+      expires_at: expiresAt.nullable().optional(),
+      limits: keyLimits.nullable().optional(),
+      account: z.unknown().optional(),
+    },
+    object,
+  )
+  .refine((patch) => Object.keys(patch).length > 0, { error: 'a JSON object with at least one of name, tier, scopes, expires_at, limits' });
 export type UpdateKeyInput = z.output<typeof updateKeyInput>;
 
 /** A rotation takes no parameters; an empty object is allowed so clients may always send JSON. */

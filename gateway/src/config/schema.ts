@@ -297,7 +297,10 @@ const storeSchema = z
     }
   });
 
-const limitSchema = z.strictObject({ requests: integer(1), per: duration() });
+/** enforce refuses over the limit; shadow only counts and reports what it would have refused. */
+const limitMode = z.enum(['enforce', 'shadow'], { error: 'expected enforce or shadow' });
+
+const limitSchema = z.strictObject({ requests: integer(1), per: duration(), mode: limitMode.optional() });
 
 /** A list of windows, at most one per window length (one counter per length). */
 const limitList = z.array(limitSchema).superRefine((limits, ctx) => {
@@ -310,6 +313,18 @@ const limitList = z.array(limitSchema).superRefine((limits, ctx) => {
 
 const tierSchema = z.strictObject({
   limits: limitList,
+  // Windows shared by every key of one account (keys without an account are not counted in them).
+  account_limits: limitList.optional(),
+  // A plain counter per calendar period in UTC (week: ISO, starting Monday), per key.
+  quota: z
+    .strictObject({
+      requests: integer(1),
+      per: z.enum(['day', 'week', 'month'], { error: 'expected day, week or month' }),
+      mode: limitMode.optional(),
+    })
+    .optional(),
+  // shadow: no window of this tier refuses (all count); a single window may say mode: shadow on its own.
+  mode: limitMode.optional(), // absent: enforce
   scopes: z.array(scope).default([]),
 });
 
@@ -527,6 +542,7 @@ export const configSchema = z
 export type Config = z.output<typeof configSchema>;
 export type Tier = Config['tiers'][string];
 export type Limit = Tier['limits'][number];
+export type Quota = NonNullable<Tier['quota']>;
 export type Upstream = Config['upstreams'][string];
 export type UpstreamTls = NonNullable<Upstream['tls']>;
 export type ListenTls = NonNullable<Config['listen']['tls']>;

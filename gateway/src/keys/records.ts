@@ -52,6 +52,8 @@ export function newRecord(input: NewKey, now = new Date()): { record: ApiKeyReco
   };
   if (input.scopes) record.scopes = [...input.scopes];
   if (input.expires_at) record.expires_at = input.expires_at;
+  if (input.account) record.account = input.account;
+  if (input.limits) record.limits = input.limits.map((l) => ({ ...l }));
   return { record, key };
 }
 
@@ -66,9 +68,10 @@ export async function createKey(store: Pick<KeyStore, 'put'>, input: NewKey): Pr
 export function toPublicKey(record: ApiKeyRecord): PublicKey {
   const shown: PublicKey = { id: record.id, name: record.name, tier: record.tier, scopes: record.scopes, status: record.status, created_at: record.created_at };
   if (!record.scopes) delete shown.scopes;
-  for (const field of ['updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) {
+  for (const field of ['updated_at', 'expires_at', 'rotated_at', 'revoked_at', 'account'] as const) {
     if (record[field] !== undefined) shown[field] = record[field];
   }
+  if (record.limits !== undefined) shown.limits = record.limits.map((l) => ({ ...l }));
   return shown;
 }
 

@@ -18,8 +18,9 @@ type ScriptedClient = RedisClient & {
   sluiceReplaceRecord(recordKey: string, expectedRev: string, ...fieldsAndValues: string[]): Promise<number>;
 };
 
-const TEXT_FIELDS = ['id', 'name', 'tier', 'status', 'created_at', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const;
-const JSON_FIELDS = ['scopes', 'secret_hashes', 'previous_secrets'] as const;
+// account and limits came later: records without them read as before.
+const TEXT_FIELDS = ['id', 'name', 'tier', 'status', 'account', 'created_at', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const;
+const JSON_FIELDS = ['scopes', 'secret_hashes', 'previous_secrets', 'limits'] as const;
 
 /** Field, value pairs for HSET; absent optional fields are left out. */
 function toFields(record: ApiKeyRecord): string[] {
@@ -40,8 +41,9 @@ function fromHash(hash: Record<string, string>): ApiKeyRecord | null {
     created_at: hash.created_at,
     secret_hashes: JSON.parse(hash.secret_hashes) as string[],
   };
-  for (const name of ['updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) if (hash[name]) record[name] = hash[name];
+  for (const name of ['account', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const) if (hash[name]) record[name] = hash[name];
   if (hash.scopes) record.scopes = JSON.parse(hash.scopes) as string[];
+  if (hash.limits) record.limits = JSON.parse(hash.limits) as ApiKeyRecord['limits'];
   if (hash.previous_secrets) record.previous_secrets = JSON.parse(hash.previous_secrets) as ApiKeyRecord['previous_secrets'];
   return record;
 }

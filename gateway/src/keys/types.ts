@@ -8,6 +8,12 @@ export interface RetiredSecret {
   until: string;
 }
 
+/** One window of a key's own limits: `per` as written (a duration like 1m), as the config writes it. */
+export interface KeyLimit {
+  requests: number;
+  per: string;
+}
+
 /** A stored API key. Only hashes of secrets are kept; the plaintext is shown once at creation. */
 export interface ApiKeyRecord {
   id: string;
@@ -16,6 +22,10 @@ export interface ApiKeyRecord {
   /** The key's own scopes, a subset of its tier's; absent = the tier's scopes. */
   scopes?: string[];
   status: KeyStatus;
+  /** The customer this key belongs to: its keys share the tier's account_limits. Set at creation only. */
+  account?: string;
+  /** Replaces the tier's `limits` for this key (route windows, account windows and quota still apply). */
+  limits?: KeyLimit[];
   created_at: string;
   updated_at?: string;
   expires_at?: string;
@@ -35,6 +45,8 @@ export interface NewKey {
   tier: string;
   scopes?: string[];
   expires_at?: string;
+  account?: string;
+  limits?: KeyLimit[];
   /** An existing plaintext key to import; absent = generate one. */
   key?: string;
 }

@@ -98,8 +98,15 @@ export const upstreamBreakerState = new Gauge({
 
 export const rateLimitDecisions = new Counter({
   name: 'sluice_ratelimit_decisions_total',
-  help: 'Rate-limit decisions, by tier and outcome (allowed | limited).',
+  help: 'Rate-limit decisions, by tier and outcome (allowed | limited | shadow_limited: admitted, but a shadow window or quota would have refused it).',
   labelNames: ['tier', 'outcome'] as const,
+  registers: [registry],
+});
+
+export const quotaRefusals = new Counter({
+  name: 'sluice_ratelimit_quota_refusals_total',
+  help: 'Requests refused because the calendar quota of their key is used up, by tier and period (day | week | month).',
+  labelNames: ['tier', 'period'] as const,
   registers: [registry],
 });
 
@@ -188,6 +195,7 @@ export const requestsBy = children(requests); // (route, method, status)
 export const requestDurationBy = children(requestDuration); // (route)
 export const upstreamDurationBy = children(upstreamDuration); // (upstream)
 export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outcome)
+export const quotaRefusalsBy = children(quotaRefusals); // (tier, period)
 export const errorsBy = children(errors); // (code, status)
 
 /** Times a Redis round trip into the duration histogram, and counts its failure. */

@@ -1,29 +1,58 @@
 import { serviceUnavailable } from '../errors/envelope';
-import { rateLimitDecisionsBy } from '../metrics/registry';
+import { quotaRefusalsBy, rateLimitDecisionsBy } from '../metrics/registry';
+import { calendarWindowName } from '../ratelimit/calendar';
+import { formatWindow } from '../config/duration';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
+import type { LimitDecision } from '../ratelimit/limiter';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import type { RequestContext } from './context';
 
 /**
- * Checks and counts every window of the key's tier (and of this route for that tier) in one call;
- * an anonymous caller's, of the anonymous tier, under its address's subject.
- * Runs after authorization, so only real customers are counted; refused requests are not counted.
+ * Checks and counts every limit of the request in one call: the key's windows (its own limits or its
+ * tier's), this route's windows for the tier, the account's windows and the calendar quota; an
+ * anonymous caller's, of the anonymous tier, under its address's subject. Runs after
+ * authorization, so only real customers are counted; refused requests are not counted.
  */
 export async function rateLimit(ctx: RequestContext): Promise<void> {
-  const { runtime, consumer } = ctx;
-  const tier = consumer ? consumer.tier : ctx.anonymous!.tier;
+  const { runtime } = ctx;
+  // An anonymous caller is limited as a key of the anonymous tier would be, under its address's subject.
+  const limited = ctx.consumer ?? { id: ctx.anonymous!.subject, tier: ctx.anonymous!.tier };
   const route = ctx.route!.route;
-  const windows = runtime.rateLimitPlan.windows(tier, route.name);
-  if (windows.length === 0) return; // an unlimited tier
+  const request = runtime.rateLimitPlan.request(limited, route.name, route.cost);
+  if (request === null) return; // an unlimited tier
 
   let decision;
   try {
-    decision = await runtime.limiter.check({ subject: consumer ? consumer.id : ctx.anonymous!.subject, windows, cost: route.cost });
+    decision = await runtime.limiter.check(request);
   } catch (err) {
     if (!(err instanceof LimiterUnavailableError)) throw err;
     throw serviceUnavailable({ cause: err });
   }
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
-  rateLimitDecisionsBy(tier, decision.allowed ? 'allowed' : 'limited').inc();
-  if (!decision.allowed) throw rateLimitExceeded(decision);
+  if (!decision.allowed) {
+    rateLimitDecisionsBy(limited.tier, 'limited').inc();
+    const quota = request.quota && decision.windows[decision.windows.length - 1];
+    if (quota && quota.blocking && !quota.shadow) quotaRefusalsBy(limited.tier, quota.calendar!).inc();
+    throw rateLimitExceeded(decision);
+  }
+  const shadowRefusals = shadowBlocking(decision);
+  if (shadowRefusals === undefined) {
+    rateLimitDecisionsBy(limited.tier, 'allowed').inc();
+    return;
+  }
+  // Admitted, but a shadow limit would have refused it: what enforcing that limit would do.
+  rateLimitDecisionsBy(limited.tier, 'shadow_limited').inc();
+  runtime.log.info(
+    { key_id: ctx.consumer?.id, client: ctx.consumer ? undefined : ctx.clientAddress, tier: limited.tier, account: ctx.consumer?.account, windows: shadowRefusals, route: route.name },
+    'shadow rate limit: this request would have been refused',
+  );
+}
+
+/** The names of the shadow windows that would have refused an admitted request, or undefined. */
+function shadowBlocking(decision: LimitDecision): string[] | undefined {
+  let names: string[] | undefined;
+  for (const w of decision.windows) {
+    if (w.shadow && w.blocking) (names ??= []).push(w.calendar ? calendarWindowName(w.calendar) : formatWindow(w.windowMs));
+  }
+  return names;
 }

@@ -7,12 +7,34 @@ export interface WindowSpec {
   readonly name: string;
   readonly limit: number;
   readonly windowMs: number;
+  /** Counts like any window but never refuses: the decision reports what it would have refused. */
+  readonly shadow?: boolean;
+  /** Counted for the request's account (shared by its keys) instead of for the key. */
+  readonly perAccount?: boolean;
 }
 
+export type CalendarPeriod = 'day' | 'week' | 'month';
+
+/** A plain counter per calendar period in UTC (week: ISO, from Monday), reset at each boundary. */
+export interface QuotaSpec {
+  readonly limit: number;
+  readonly period: CalendarPeriod;
+  readonly shadow?: boolean;
+}
+
+/*
+ * One request's limits, decided in one call. Windows come first; further kinds are "steps" after
+ * them (today the calendar quota), each with one counter of its own, checked before anything is
+ * counted and counted only when the whole request is admitted. A new kind (a concurrency slot) is
+ * one more optional field here and one more step in the script (see ratelimit/scripts.ts).
+ */
 export interface LimitRequest {
   /** Whose quota: the API key's id (stable across rotations). */
   readonly subject: string;
+  /** The key's account: its counters' Cluster slot, and the subject of perAccount windows. */
+  readonly account?: string;
   readonly windows: readonly WindowSpec[];
+  readonly quota?: QuotaSpec;
   readonly cost: number;
 }
 
@@ -28,6 +50,10 @@ export interface WindowState {
    * grows (a window with room left).
    */
   readonly resetMs: number;
+  /** A shadow window or quota: never refuses, sends no headers. */
+  readonly shadow?: boolean;
+  /** Set on the quota's state (the last of `windows`): its period; windowMs is the current period's length. */
+  readonly calendar?: CalendarPeriod;
 }
 
 /** Going over a limit is a result, not an exception; only store failures throw. */
@@ -35,6 +61,7 @@ export interface LimitDecision {
   readonly allowed: boolean;
   /** The limiter's clock (Redis TIME for the Redis limiter), Unix ms. */
   readonly nowMs: number;
+  /** One state per window of the request, in order, then the quota's when there is one. */
   readonly windows: readonly WindowState[];
 }
 

@@ -2,13 +2,23 @@ import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limite
 import { timeRedis } from '../metrics/registry';
 import type { RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
+import { calendarPeriod } from './calendar';
 import { SLIDING_WINDOW } from './scripts';
 
 type ScriptedClient = RedisClient & {
   sluiceSlidingWindow(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
 };
 
-/** The sliding-window limiter in Redis: one EVALSHA per request, whatever the number of windows. */
+/**
+ * The sliding-window limiter in Redis: one EVALSHA per request, whatever the number of windows,
+ * account windows and quota.
+ *
+ * Counter names. The part in braces is the hash tag, so every counter of one request is in one slot:
+ *   <prefix>rl:{<key id>}:<window>                   a key without an account (as before accounts)
+ *   <prefix>rl:{@<account>}:<key id>:<window>        a key of an account: its own windows
+ *   <prefix>rl:{@<account>}:account:<window>         the account's windows, shared by its keys
+ *   <prefix>rl:{…}:[<key id>:]quota:<period>:<first day>   the calendar quota (the script adds the day)
+ */
 export class RedisLimiter implements Limiter {
   private readonly client: ScriptedClient;
 
@@ -24,10 +34,19 @@ export class RedisLimiter implements Limiter {
 
   /** `nowMs` replaces Redis TIME: only for tests that replay exact timings. */
   async check(request: LimitRequest, nowMs?: number): Promise<LimitDecision> {
-    // The braces make the key id the hash tag: every counter of one API key lives in one slot.
-    const keys = request.windows.map((w) => `${this.prefix}rl:{${request.subject}}:${w.name}`);
+    const { windows, quota, account } = request;
+    const keyBase = account === undefined ? `${this.prefix}rl:{${request.subject}}:` : `${this.prefix}rl:{@${account}}:${request.subject}:`;
+    const accountBase = account === undefined ? '' : `${this.prefix}rl:{@${account}}:account:`; // perAccount windows come with an account
+    const keys: string[] = [];
     const args: (string | number)[] = [request.cost, nowMs ?? ''];
-    for (const w of request.windows) args.push(w.limit, w.windowMs);
+    for (const w of windows) {
+      keys.push((w.perAccount ? accountBase : keyBase) + w.name);
+      args.push(w.shadow ? -w.limit : w.limit, w.windowMs);
+    }
+    if (quota) {
+      keys.push(`${keyBase}quota:${quota.period}`);
+      args.push('quota', quota.shadow ? -quota.limit : quota.limit, quota.period);
+    }
     let reply: number[];
     try {
       const call = () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
@@ -35,14 +54,29 @@ export class RedisLimiter implements Limiter {
     } catch (err) {
       throw storeFailure('Redis rate limit', err);
     }
-    const windows: WindowState[] = request.windows.map((w, i) => ({
+    const states: WindowState[] = windows.map((w, i) => ({
       limit: w.limit,
       windowMs: w.windowMs,
       used: Number(reply[2 + i * 3]),
       blocking: Number(reply[3 + i * 3]) === 1,
       resetMs: Number(reply[4 + i * 3]),
+      shadow: w.shadow,
     }));
-    return { allowed: Number(reply[0]) === 1, nowMs: Number(reply[1]), windows };
+    const decidedAt = Number(reply[1]);
+    if (quota) {
+      const at = 2 + windows.length * 3;
+      const resetMs = Number(reply[at + 2]);
+      states.push({
+        limit: quota.limit,
+        windowMs: resetMs - calendarPeriod(decidedAt, quota.period).startMs,
+        used: Number(reply[at]),
+        blocking: Number(reply[at + 1]) === 1,
+        resetMs,
+        shadow: quota.shadow,
+        calendar: quota.period,
+      });
+    }
+    return { allowed: Number(reply[0]) === 1, nowMs: decidedAt, windows: states };
   }
 
   // The client belongs to whoever created it (it is shared with the key store).

@@ -92,23 +92,32 @@ export class ResilientLimiter implements Limiter {
     const share = (limit: number) => Math.max(1, Math.floor(limit / replicas));
     this.seedFromReport(request, replicas, share);
     this.localUsed = true;
-    return this.local.check({ ...request, windows: request.windows.map((w) => ({ ...w, limit: share(w.limit) })) });
+    const { quota } = request;
+    return this.local.check({
+      ...request,
+      windows: request.windows.map((w) => ({ ...w, limit: share(w.limit) })),
+      quota: quota && { ...quota, limit: share(quota.limit) },
+    });
   }
 
   /**
    * A window's local counter starts as if this replica had used its share of what Redis counted:
-   * its share minus max(0, limit − used) ÷ replicas, at the time of the report.
+   * its share minus max(0, limit − used) ÷ replicas, at the time of the report. The same for the
+   * quota, while the reported period lasts.
    */
   private seedFromReport(request: LimitRequest, replicas: number, share: (limit: number) => number): void {
     const report = this.reports.get(request.subject);
     if (!report) return;
     const now = Date.now();
+    const usedShare = (limit: number, used: number) => share(limit) - Math.floor(Math.max(0, limit - used) / replicas);
     request.windows.forEach((w) => {
-      const reported = report.windows.find((r) => r.windowMs === w.windowMs && r.limit === w.limit);
+      const reported = report.windows.find((r) => r.calendar === undefined && r.windowMs === w.windowMs && r.limit === w.limit);
       if (!reported || report.atMs <= now - w.windowMs) return;
-      const remaining = Math.floor(Math.max(0, w.limit - reported.used) / replicas);
-      this.local.seed(request.subject, w, share(w.limit) - remaining, report.atMs);
+      this.local.seed(request, w, usedShare(w.limit, reported.used), report.atMs);
     });
+    const { quota } = request;
+    const reported = quota && report.windows.find((r) => r.calendar === quota.period && r.limit === quota.limit);
+    if (quota && reported && reported.resetMs > now) this.local.seedQuota(request.subject, quota, usedShare(quota.limit, reported.used), report.atMs);
   }
 
   private forgetLocal(): void {
@@ -120,7 +129,8 @@ export class ResilientLimiter implements Limiter {
     const now = Date.now();
     for (const [subject, report] of this.reports) {
       const longest = Math.max(0, ...report.windows.map((w) => w.windowMs));
-      if (report.atMs <= now - longest) this.reports.delete(subject);
+      const quotaEnds = Math.max(0, ...report.windows.map((w) => (w.calendar ? w.resetMs : 0)));
+      if (report.atMs <= now - longest && quotaEnds <= now) this.reports.delete(subject);
     }
   }
 

@@ -362,7 +362,7 @@ describe('GET /v1/keys/{id}/usage', () => {
 
   it('is empty for an unlimited tier; 404 for an unknown key', async () => {
     const created = await createKey(admin, { name: 'open', tier: 'open' });
-    expect((await admin('GET', `/v1/keys/${created.id}/usage`)).json).toEqual({ id: created.id, tier: 'open', windows: [] });
+    expect((await admin('GET', `/v1/keys/${created.id}/usage`)).json).toEqual({ id: created.id, tier: 'open', windows: [], account_windows: [], quota: null });
     expectEnvelope(await admin('GET', '/v1/keys/key_00000000000000000000/usage'), 404, 'key_not_found');
   });
 });

@@ -58,7 +58,14 @@ const stack = suiteStack(({ redis, upstream }) =>
   baseConfig({
     admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, failed_tokens: { max_attempts: 10, per: '1m', block_for: '1m' } }, // 127.0.0.1 sends 7 wrong tokens below
     store: { redis: { url: redis.url }, timeout_ms: 1000 },
-    tiers: { free: { limits: [{ requests: 10, per: '1m' }], scopes: ['users:read'] } },
+    tiers: {
+      free: {
+        limits: [{ requests: 10, per: '1m' }],
+        account_limits: [{ requests: 50, per: '1m', mode: 'shadow' }],
+        quota: { requests: 1000, per: 'month' },
+        scopes: ['users:read'],
+      },
+    },
     upstreams: { app: { targets: [upstream.url] } },
     routes: [{ name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app' }],
   }));
@@ -77,6 +84,9 @@ it('every answer of the admin listener matches gateway/openapi.yaml', async () =
   const created = await createKey(admin, { name: 'spec', tier: 'free', scopes: ['users:read'], expires_at: '2099-01-01T00:00:00Z' });
   const id = `/v1/keys/${created.id}`;
   await send(`${gateway.url}/v1/users/ok`, { headers: { 'x-api-key': created.key } });
+  const accounted = await createKey(admin, { name: 'acct', tier: 'free', account: 'acme', limits: [{ requests: 5, per: '1m' }] });
+  await send(`${gateway.url}/v1/users/ok`, { headers: { 'x-api-key': accounted.key } });
+  const accountedId = `/v1/keys/${accounted.id}`;
 
   const calls: [string, string, () => Promise<SimpleResponse>][] = [
     ['post', '/v1/keys', () => admin('POST', '/v1/keys', { name: 'a', tier: 'free', key: 'sk_test_openapi_import_00001' })],
@@ -98,6 +108,13 @@ it('every answer of the admin listener matches gateway/openapi.yaml', async () =
     ['patch', KEY, () => admin('PATCH', MISSING, { name: 'b' })],
     ['patch', KEY, () => admin('PATCH', id, big)],
     ['patch', KEY, () => admin('PATCH', id, { expires_at: '2000-01-01T00:00:00Z' })],
+    ['post', '/v1/keys', () => admin('POST', '/v1/keys', { name: 'acct2', tier: 'free', account: 'acme', limits: [{ requests: 3, per: '1h' }, { requests: 30, per: '1d' }] })],
+    ['post', '/v1/keys', () => admin('POST', '/v1/keys', { name: 'acct3', tier: 'free', account: 'a b' })],
+    ['get', KEY, () => admin('GET', accountedId)],
+    ['patch', KEY, () => admin('PATCH', accountedId, { limits: [{ requests: 3, per: '1h' }] })],
+    ['patch', KEY, () => admin('PATCH', accountedId, { limits: null })],
+    ['patch', KEY, () => admin('PATCH', accountedId, { account: 'other' })],
+    ['get', `${KEY}/usage`, () => admin('GET', `${accountedId}/usage`)],
     ['get', `${KEY}/usage`, () => admin('GET', `${id}/usage`)],
     ['get', `${KEY}/usage`, () => admin('GET', `${id}/usage`, undefined, noToken)],
     ['get', `${KEY}/usage`, () => admin('GET', `${MISSING}/usage`)],

@@ -44,7 +44,7 @@ describe('parseInput', () => {
     expect(parseInput(updateKeyInput, { scopes: null, expires_at: null })).toEqual({ scopes: null, expires_at: null });
     expect(refusal(() => parseInput(updateKeyInput, {})).details).toEqual({
       field: 'body',
-      requirement: 'a JSON object with at least one of name, tier, scopes, expires_at',
+      requirement: 'a JSON object with at least one of name, tier, scopes, expires_at, limits',
     });
   });
 });
