@@ -6,6 +6,9 @@ import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { startRedis, type TestRedis } from './redis';
 import { startUpstream, type TestUpstream } from './upstream';
+import { loadConfigFile } from '../../src/config/loader';
+import { withRedisKeyStore } from '../../src/backends';
+import { initialiseStore } from '../../src/keys/store-init';
 
 // Starts real gateway processes (the built CLI, `npm test` builds first) on free ports.
 
@@ -62,8 +65,29 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Starts `sluice serve --config FILE` and resolves once it logs the ports it listens on. */
+/**
+ * What an operator does before the first replica: `sluice store init` on the config's Redis store
+ * (the same function the CLI runs; nothing on an initialised store or the embedded one). A config
+ * that does not load is left for the gateway to refuse.
+ */
+export async function initStore(configFile: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  let config;
+  try {
+    config = loadConfigFile(configFile, env);
+  } catch {
+    return;
+  }
+  if (config.store.redis) await withRedisKeyStore(config, (store) => initialiseStore(store, config));
+}
+
+/** Initialises the config's key store (initStore), then starts a replica on it (spawnGateway). */
 export async function startGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000, cli = CLI): Promise<TestGateway> {
+  await initStore(configFile, env);
+  return spawnGateway(configFile, env, startTimeoutMs, cli);
+}
+
+/** Starts `sluice serve --config FILE` on the store as it is, and resolves once it logs the ports it listens on. */
+export async function spawnGateway(configFile: string, env: NodeJS.ProcessEnv = process.env, startTimeoutMs = 15_000, cli = CLI): Promise<TestGateway> {
   const child = spawn(process.execPath, [cli, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const output: string[] = [];
