@@ -7,6 +7,7 @@ import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { redisCli, startRedis, startRedisCluster, startSentinelGroup, type TestRedis } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
+import { backupHeader } from '../../src/admin/backup';
 
 // Key store safety (issue 18): only `sluice store init` and `sluice keys import` write a missing
 // marker. A replica on an empty or emptied Redis stays not ready, answers uncached keys 503 (never a
@@ -162,6 +163,21 @@ it('a fresh store, an emptied one and a restarted replica stay not ready and ans
   expectEnvelope(await call(apiKey.key), 401, 'invalid_api_key'); // its cache entry (300 ms) is long expired
   expect((await call(SEED_KEY)).status).toBe(200); // store init seeded it again
 }, 90_000);
+
+it('a replica that started on an unmarked store creates its seed keys once the store is restored (here: an empty backup)', async () => {
+  await gateway.stop();
+  await redisCli(redis.port, 'FLUSHALL');
+  await startReplica();
+  expectEnvelope(await call(SEED_KEY), 503, 'service_unavailable');
+  const empty = path.join(backupDir, 'empty.jsonl');
+  writeFileSync(empty, `${backupHeader()}\n`);
+  const imported = await runCli(['keys', 'import', empty, '--config', configFile]);
+  expect(imported.stdout).toContain('Imported 0 of 0 keys');
+  await waitReady(true);
+  // The health watch saw the marker and seeded the config's key (nobody else did: no store init ran).
+  await waitFor(async () => (await call(SEED_KEY)).status === 200, 5000, { what: 'the seed key to work', intervalMs: 100 });
+  expect(gateway.output.some((line) => line.includes('seeded API key from config'))).toBe(true);
+}, 30_000);
 
 /** A config for the store only: `redis` settings, or none for the embedded store. */
 const storeConfig = (redisSettings?: Record<string, unknown>) =>
