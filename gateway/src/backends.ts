@@ -41,6 +41,22 @@ export function openRedisKeyStore(config: Config): { store: RedisKeyStore; event
 }
 
 /**
+ * The CLI's way to the Redis key store (key commands, `store init`, the test support): opens it,
+ * waits for it (throws when it cannot be reached), runs `use`, closes it.
+ */
+export async function withRedisKeyStore<T>(config: Config, use: (store: RedisKeyStore, events: KeyEvents) => Promise<T>): Promise<T> {
+  const { store, events } = openRedisKeyStore(config);
+  try {
+    if (!(await connectKeyStore(store, createLogger('silent'), Math.max(config.store.timeout_ms, 3000)))) {
+      throw new Error('cannot reach the Redis key store named in the config');
+    }
+    return await use(store, events);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
  * The one place that picks the backend. With Redis, one client serves the key store, the limiter
  * (behind the failure policy), the replica heartbeat and the failed-key guard.
  */

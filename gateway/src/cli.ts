@@ -13,7 +13,8 @@ import type { PublicKey } from './keys/types';
 import { RedisLimiter } from './ratelimit/redis-limiter';
 import { formatWindow } from './config/duration';
 import { startGateway } from './main';
-import { connectKeyStore, openRedisKeyStore } from './backends';
+import { withRedisKeyStore } from './backends';
+import { initialiseStore } from './keys/store-init';
 import { createLogger } from './log';
 import { packageVersion } from './version';
 import { runPrimary } from './cluster/primary';
@@ -37,18 +38,12 @@ function fail(message: string): never {
 }
 
 /** The Redis key store through the same KeyService as the admin API (changes reach every replica at once). */
-async function withRedisKeys<T>(config: Config, run: (service: KeyService) => Promise<T>): Promise<T> {
-  const { store, events } = openRedisKeyStore(config);
-  try {
-    if (!(await connectKeyStore(store, createLogger('silent'), Math.max(config.store.timeout_ms, 3000)))) {
-      fail('cannot reach the Redis key store named in the config');
-    }
+function withRedisKeys<T>(config: Config, run: (service: KeyService) => Promise<T>): Promise<T> {
+  return withRedisKeyStore(config, (store, events) => {
     // A limiter on the same connection, for usage reports (read-only: they count nothing).
     const limiter = new RedisLimiter(store.client, config.store.redis!.key_prefix);
-    return await run(new KeyService({ store, events, config: () => config, limiter }));
-  } finally {
-    await store.close();
-  }
+    return run(new KeyService({ store, events, config: () => config, limiter }));
+  });
 }
 
 /**
@@ -166,6 +161,22 @@ configCommand
     const config = loadConfigOrExit(file);
     if (opts.workers !== undefined) workersOrExit(opts.workers, config);
     console.log(`${file}: OK`);
+  });
+
+const store = program.command('store').description('the key store');
+store
+  .command('init')
+  .description('declare the Redis key store new, on purpose: create the seed keys and its marker (a no-op on an initialised store)')
+  .requiredOption('-c, --config <file>', 'gateway YAML config (names the key store)')
+  .action(async (opts: { config: string }) => {
+    const config = loadConfigOrExit(opts.config);
+    if (!config.store.redis) {
+      console.log('This config uses the embedded in-memory key store: it is new on every start and initialises itself. Nothing to do.');
+      return;
+    }
+    const outcome = await withRedisKeyStore(config, (keyStore) => initialiseStore(keyStore, config));
+    if (!outcome.initialised) console.log('The key store is already initialised (its marker is there). Nothing changed.');
+    else console.log(`Initialised the key store: ${outcome.seeded} seed key(s) from the config created, marker written. Replicas become ready within about a second.`);
   });
 
 const keys = program.command('keys').description('manage API keys (Redis store directly; embedded store through the running gateway)');

@@ -21,7 +21,9 @@ import { StoreHealth, type StoreState } from './keys/health';
 import { KeyCache } from './keys/cache';
 import { connectKeyStore, openBackends, type Backends } from './backends';
 import { RateLimitPlan } from './ratelimit/plan';
-import { KeyExistsError, type KeyStore } from './keys/types';
+import type { KeyStore } from './keys/types';
+import { seedKeys } from './keys/store-init';
+import { zeroKnownSeries } from './metrics/known-series';
 
 export interface RunningGateway {
   readonly port: number;
@@ -63,18 +65,6 @@ function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: L
   };
 }
 
-/** Keys listed under `keys:` in the YAML; creating one that exists already is not an error (every replica tries). */
-async function seedKeys(config: Config, store: KeyStore, log: Logger): Promise<void> {
-  for (const seed of config.keys) {
-    try {
-      await store.create(seed);
-      log.info({ name: seed.name, tier: seed.tier }, 'seeded API key from config');
-    } catch (err) {
-      if (!(err instanceof KeyExistsError)) throw err;
-    }
-  }
-}
-
 /**
  * Ready: not draining, the key store holds its marker, and Redis answers — or, under fail_open_local,
  * the replica can do without it for now (cached keys, local limits): taking every replica out of the
@@ -112,15 +102,26 @@ export async function startGateway(
   if (store.kind === 'memory') {
     log.warn('using the embedded in-memory key store: one replica only, keys are lost on exit; set store.redis to share keys');
   }
-  if (await connectKeyStore(store, log)) {
-    await store.ensureMarker();
-    await seedKeys(config, store, log);
-  }
+  zeroKnownSeries(config); // before the first Redis call or request, so no zeroed histogram had observations
+  await connectKeyStore(store, log);
 
   const keyCache = new KeyCache(store, { ttlMs: config.store.cache.ttl, maxEntries: config.store.cache.max_entries });
   warnUnverifiedUpstreams(config, log);
   let runtime = buildRuntime(config, backends, keyCache, log);
-  const health = new StoreHealth(store, log);
+  // Seed keys go only into an initialised store (keys/store-init.ts): at start when it holds its
+  // marker, else once it does (after `sluice store init` or `sluice keys import`), from the health watch.
+  let seeded = false;
+  const seedOnce = async () => {
+    if (seeded) return;
+    seeded = true;
+    try {
+      await seedKeys(runtime.config, store, log);
+    } catch (err) {
+      seeded = false; // the store failed meanwhile: try again at its next healthy check
+      log.warn({ err: (err as Error).message }, 'seeding API keys from the config failed; retrying once the store is healthy');
+    }
+  };
+  const health = new StoreHealth(store, log, () => void seedOnce());
   let draining = false;
   const server = new GatewayServer(() => runtime);
   backends.keyEvents.listen(keyCache); // a key changed on any replica: drop it here too
@@ -141,7 +142,10 @@ export async function startGateway(
         }),
         { tls: config.admin.tls, log },
       );
-  await health.check();
+  if ((await health.check()) === 'ok') {
+    seeded = true;
+    await seedKeys(config, store, log); // a failure here fails the start, as a bad seed should
+  }
   health.start();
 
   const port = await server.listen(config.listen.host, config.listen.port);
@@ -162,6 +166,7 @@ export async function startGateway(
       // The files were checked by the schema, but may change again before they are read here.
       const renewListener = server.prepareRenewal(next.listen.tls);
       const renewAdmin = admin ? prepareRenewal(admin, next.admin.tls) : () => undefined;
+      zeroKnownSeries(next); // before the new runtime answers anything, so no series is reset after use
       runtime = buildRuntime(next, backends, keyCache, log, previous);
       renewListener();
       renewAdmin();

@@ -147,6 +147,10 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   };
   const file = path.join(tempDir('sluice'), 'gateway.yaml');
   writeFileSync(file, YAML.stringify(merged));
+  // What an operator does before the first replica: declare the store new (seeds BENCH_KEY; a no-op
+  // on a store another case already initialised).
+  const init = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'store', 'init', '--config', file], { encoding: 'utf8' });
+  if (init.status !== 0) throw new Error(`sluice store init failed: ${init.stderr || init.stdout}`);
   const p = await group.start(name, process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
   await waitFor(`${name} /readyz`, async () => (await fetch(`${url(adminPort)}/readyz`)).status === 200, 15_000, p.child);
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);

@@ -9,11 +9,14 @@ import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRe
 import type { Limiter, WindowState } from '../ratelimit/limiter';
 import { KeyExistsError, type ApiKeyRecord, type KeyStore, type PublicKey } from '../keys/types';
 import type { CreateKeyInput, UpdateKeyInput } from './validation';
+import { assertInitialised } from '../keys/store-init';
 
 // The key lifecycle, one implementation for the admin API and the CLI: check, store, announce the
 // change to every replica. It takes typed inputs (each edge parses its own: HTTP bodies in
 // keys-api.ts, command-line options in cli.ts) and throws KeyServiceError for what the caller asked
 // wrongly; StoreUnavailableError and LimiterUnavailableError pass through (the store cannot answer).
+// Changes (create, update, rotate, revoke) are refused with StoreNotInitialisedError while the store
+// holds no marker: they would otherwise make an emptied store look like it held its data.
 
 /** What is wrong with a request to the key service: the edges turn it into a 404/409/422 or a message. */
 export class KeyServiceError extends Error {
@@ -142,6 +145,7 @@ export class KeyService {
   async create(input: CreateKeyInput): Promise<KeyWithSecret> {
     this.fitTiers(input);
     assertFuture(input.expires_at);
+    await assertInitialised(this.deps.store);
     if (input.account !== undefined) await this.assertAccountTier(input.account, input.tier);
     const created = newRecord({ ...input, expires_at: input.expires_at && normaliseTime(input.expires_at) });
     try {
@@ -172,6 +176,7 @@ export class KeyService {
   /** Changes name, tier, scopes or expiry; every replica applies it within a second. */
   async update(id: string, patch: UpdateKeyInput): Promise<PublicKey> {
     assertFuture(patch.expires_at);
+    await assertInitialised(this.deps.store);
     const before = await this.record(id); // 404 before anything else
     if (patch.account !== undefined) throw validationFailed('account', 'The account of a key is set when it is created and cannot be changed.');
     if (patch.tier !== undefined && before.account !== undefined) await this.assertAccountTier(before.account, patch.tier, id);
@@ -197,6 +202,7 @@ export class KeyService {
 
   /** A new secret (shown once); the old one keeps working for admin.rotation_grace. Quotas stay: they count by id. */
   async rotate(id: string): Promise<KeyWithSecret> {
+    await assertInitialised(this.deps.store);
     assertActive(await this.record(id));
     const key = generateSecret();
     const secretHash = hashSecret(key);
@@ -214,6 +220,7 @@ export class KeyService {
 
   /** Revokes a key, kept for audit; revoking it again changes nothing. */
   async revoke(id: string): Promise<PublicKey> {
+    await assertInitialised(this.deps.store);
     await this.record(id);
     const updated = await this.deps.store.update(id, (current) => {
       if (current.status === 'revoked') return current;
@@ -272,8 +279,11 @@ export class KeyService {
     await this.deps.events.announce(record.id);
   }
 
-  /** After a restore: the store holds its data again (a backup of no keys restores the marker too). */
+  /**
+   * After a restore: the store holds its data again (a backup of no keys restores the marker too).
+   * With `sluice store init`, the only writer of a missing marker (keys/store-init.ts).
+   */
   async restoreMarker(): Promise<void> {
-    await this.deps.store.ensureMarker();
+    await this.deps.store.writeMarker();
   }
 }

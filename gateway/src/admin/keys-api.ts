@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { asGatewayError, GatewayError, serviceUnavailable } from '../errors/envelope';
 import { StoreUnavailableError } from '../redis/errors';
+import { StoreNotInitialisedError } from '../keys/store-init';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import type { FailedTokenGuard } from './failed-token-guard';
 import { KeyServiceError, type KeyService } from './key-service';
@@ -163,6 +164,10 @@ export function createKeysApi({ service, token, failedTokens, clientAddress, bod
       throw new GatewayError('route_not_found');
     } catch (err) {
       if (err instanceof KeyServiceError) return answerFor(err);
+      if (err instanceof StoreNotInitialisedError) {
+        log.warn({ request_id: requestId }, 'key API: change refused, the key store holds no marker');
+        return serviceUnavailable({ message: err.message, details: { reason: 'marker_missing' }, cause: err });
+      }
       if (err instanceof StoreUnavailableError || err instanceof LimiterUnavailableError) {
         log.warn({ request_id: requestId, err: err.message }, 'key API: the key store is unavailable');
         return serviceUnavailable({ cause: err });

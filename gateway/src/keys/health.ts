@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { KeyStore } from './types';
+import { WAYS_OUT } from './store-init';
 
 export type StoreState = 'ok' | 'unreachable' | 'marker_missing';
 
@@ -15,6 +16,8 @@ export class StoreHealth {
   constructor(
     private readonly store: KeyStore,
     private readonly log: Logger,
+    /** Called after each periodic check that found the store healthy (the caller does its work once). */
+    private readonly onHealthy: () => void = () => undefined,
   ) {}
 
   async check(): Promise<StoreState> {
@@ -34,14 +37,14 @@ export class StoreHealth {
     else if (next === 'unreachable') this.log.warn('key store unreachable: cached keys keep working, uncached keys get 503');
     else {
       this.log.error(
-        'KEY STORE MARKER MISSING: Redis lost its data or is the wrong database. Uncached keys get 503 and this replica is not ready until the store is restored (sluice keys import).',
+        `KEY STORE MARKER MISSING: Redis lost its data, is the wrong database, or was never initialised. Uncached keys get 503, key changes are refused and this replica is not ready until then. ${WAYS_OUT}`,
       );
     }
   }
 
   start(intervalMs = 1000): void {
     if (this.store.kind === 'memory') return;
-    this.timer = setInterval(() => void this.check(), intervalMs);
+    this.timer = setInterval(() => void this.check().then((state) => state === 'ok' && this.onHealthy()), intervalMs);
     this.timer.unref();
   }
 

@@ -49,8 +49,10 @@ export class MemoryKeyStore implements KeyStore {
     return next;
   }
 
-  // Memory cannot lose its data behind our back, so it is always initialised.
-  async ensureMarker(): Promise<void> {}
+  // New with every process and nobody else can empty it: it is initialised by definition.
+  async writeMarker(): Promise<boolean> {
+    return false;
+  }
   async hasMarker(): Promise<boolean> {
     return true;
   }

@@ -1,4 +1,4 @@
-import { timeRedis } from '../metrics/registry';
+import { timeRedis, type RedisOperation } from '../metrics/registry';
 import { StoreUnavailableError } from '../redis/errors';
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
 import { allSecretHashes, createKey } from './records';
@@ -11,7 +11,8 @@ import { REPLACE_RECORD } from './scripts';
  *   <prefix>key:{<id>}        hash, the record (the braces make the id its hash tag) and its `rev`
  *   <prefix>secret:<sha256>   string, id of the key that secret opens; SET NX makes creation atomic
  *   <prefix>key-index         sorted set of every key id (all scores 0: ordered by id), for listing
- *   <prefix>marker            written on first start; its absence means the store lost its data
+ *   <prefix>marker            written only by `sluice store init` and `sluice keys import` (keys/store-init.ts);
+ *                             its absence means the store lost its data or was never initialised
  */
 
 type ScriptedClient = RedisClient & {
@@ -82,7 +83,7 @@ export class RedisKeyStore implements KeyStore {
    * Runs one timed Redis round trip on `key`; any failure of the store becomes StoreUnavailableError
    * (StoreBusyError when Redis answers, but too late).
    */
-  private async call<T>(operation: string, key: string, run: () => Promise<T>): Promise<T> {
+  private async call<T>(operation: RedisOperation, key: string, run: () => Promise<T>): Promise<T> {
     try {
       return await timeRedis(operation, () => (this.deadline ? this.deadline.run(key, run) : run()));
     } catch (err) {
@@ -115,7 +116,6 @@ export class RedisKeyStore implements KeyStore {
       }
       await this.call('key_write', this.recordKey(record.id), () => this.client.sluiceReplaceRecord(this.recordKey(record.id), '', ...toFields(record)));
       await this.call('key_write', this.indexKey, () => this.client.zadd(this.indexKey, 0, record.id));
-      await this.ensureMarker();
     } catch (err) {
       // Give the secrets back so a retry can succeed; a half-written record is unreachable without them.
       await giveBack();
@@ -169,10 +169,11 @@ export class RedisKeyStore implements KeyStore {
     await this.call('key_write', legacy, () => this.client.del(legacy));
   }
 
-  async ensureMarker(): Promise<void> {
-    await this.call('marker', this.markerKey, () =>
+  async writeMarker(): Promise<boolean> {
+    const written = await this.call('marker', this.markerKey, () =>
       this.client.set(this.markerKey, JSON.stringify({ created_at: new Date().toISOString() }), 'NX'),
     );
+    return written !== null;
   }
 
   async hasMarker(): Promise<boolean> {
@@ -180,6 +181,8 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    await this.client.quit().catch(() => undefined);
+    // quit() leaves a Sentinel failover detector's connections open (the CLI would never exit): disconnect() closes them.
+    this.client.disconnect();
   }
 }

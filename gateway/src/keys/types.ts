@@ -80,8 +80,12 @@ export interface KeyStore {
    * is applied again to the newer record. Null when there is no such key. Errors thrown by `change` pass through.
    */
   update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null>;
-  /** Writes the "this store is initialised" marker if absent (first start). */
-  ensureMarker(): Promise<void>;
+  /**
+   * Writes the "this store is initialised" marker if absent; true when this call wrote it. Only
+   * `sluice store init` and `sluice keys import` may call it (keys/store-init.ts): a store that lost
+   * its data must stay marked as such until someone restores or re-declares it on purpose.
+   */
+  writeMarker(): Promise<boolean>;
   /** Whether the marker is there: false means the store lost its data (restart without data, wrong db). */
   hasMarker(): Promise<boolean>;
   close(): Promise<void>;

@@ -198,8 +198,20 @@ export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outc
 export const quotaRefusalsBy = children(quotaRefusals); // (tier, period)
 export const errorsBy = children(errors); // (code, status)
 
+// ---- label values known before the first event (metrics/known-series.ts exports them at 0) -----
+
+/** The route label of requests no route matched. */
+export const NO_ROUTE = 'none';
+export const UPSTREAM_ERROR_CODES = ['bad_gateway', 'gateway_timeout'] as const;
+export const RATE_LIMIT_OUTCOMES = ['allowed', 'limited'] as const;
+export const KEY_CACHE_RESULTS = ['hit', 'miss', 'stale'] as const;
+export const RELOAD_RESULTS = ['ok', 'failed'] as const;
+/** Every operation label timeRedis() is called with. */
+export const REDIS_OPERATIONS = ['ratelimit', 'key_lookup', 'key_read', 'key_write', 'key_list', 'marker'] as const;
+export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
+
 /** Times a Redis round trip into the duration histogram, and counts its failure. */
-export async function timeRedis<T>(operation: string, run: () => Promise<T>): Promise<T> {
+export async function timeRedis<T>(operation: RedisOperation, run: () => Promise<T>): Promise<T> {
   const end = redisDuration.startTimer({ operation });
   try {
     return await run();

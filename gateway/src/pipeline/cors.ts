@@ -1,7 +1,8 @@
 import { GatewayError } from '../errors/envelope';
 import type { RequestContext } from './context';
 
-const DEFAULT_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
+/** What a route that lists no methods answers preflights with (and what metrics expect of it). */
+export const DEFAULT_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /** A browser's CORS preflight: OPTIONS with the method it wants to use. */
 export function isPreflight(ctx: RequestContext): boolean {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { requestDurationBy, requestsBy } from '../metrics/registry';
+import { NO_ROUTE, requestDurationBy, requestsBy } from '../metrics/registry';
 import type { Runtime } from '../runtime';
 import type { RequestContext } from './context';
 
@@ -44,7 +44,7 @@ export function finish(ctx: RequestContext): void {
  */
 export function record(runtime: Runtime, outcome: Outcome): void {
   const seconds = (performance.now() - outcome.startedAt) / 1000;
-  const route = outcome.route ?? 'none';
+  const route = outcome.route ?? NO_ROUTE;
   const status = outcome.status ?? 0;
   requestsBy(route, outcome.method ?? 'UNKNOWN', String(status)).inc();
   requestDurationBy(route).observe(seconds);

@@ -179,6 +179,11 @@ it('every answer of the admin listener matches gateway/openapi.yaml', async () =
   await redisCli(redis.port, 'FLUSHALL');
   await new Promise((resolve) => setTimeout(resolve, 1500));
   check('get', '/readyz', await send(`${gateway.adminUrl}/readyz`));
+  // ... and every key change is refused (503, marker_missing) until it is restored or declared new.
+  check('post', '/v1/keys', await admin('POST', '/v1/keys', { name: 'a', tier: 'free' }));
+  check('patch', KEY, await admin('PATCH', id, { name: 'd' }));
+  check('delete', KEY, await admin('DELETE', id));
+  check('post', `${KEY}/rotate`, await admin('POST', `${id}/rotate`));
 
   for (const [template, item] of Object.entries<Record<string, Operation>>(spec.paths)) {
     for (const [method, operation] of Object.entries(item)) {

@@ -118,6 +118,7 @@ describe('sluice keys, typed input', () => {
       upstreams: { app: { targets: ['http://127.0.0.1:9'] } },
       routes: [{ name: 'all', match: { path_prefix: '/' }, upstream: 'app' }],
     });
+    expect((await runCli(['store', 'init', '--config', file])).code).toBe(0); // a new store, declared so
   });
   afterAll(async () => {
     if (file) removeConfig(file);

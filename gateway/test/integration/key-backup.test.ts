@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { baseConfig, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { baseConfig, initStore, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send } from '../support/http';
 import { redisCli, startRedis, type TestRedis } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
@@ -30,6 +30,7 @@ beforeAll(async () => {
   sourceConfig = config(source.url);
   targetConfig = config(target.url);
   gateway = await startGateway(targetConfig); // serves from the target store
+  await initStore(sourceConfig); // no gateway on the source: initialised the way an operator would
 });
 
 afterAll(async () => {

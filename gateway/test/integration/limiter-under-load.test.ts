@@ -5,6 +5,7 @@ import { createLogger } from '../../src/log';
 import { KeyCache } from '../../src/keys/cache';
 import { hashSecret } from '../../src/keys/records';
 import { connectKeyStore, openBackends, type Backends } from '../../src/backends';
+import { initialiseStore } from '../../src/keys/store-init';
 import { LimiterUnavailableError } from '../../src/ratelimit/resilient-limiter';
 import { baseConfig } from '../support/gateway';
 import { startRedis, type TestRedis } from '../support/redis';
@@ -46,7 +47,7 @@ async function backendsFor(prefix: string, extra: Record<string, unknown> = {}):
   const log = createLogger('silent');
   const backends = openBackends(config, log);
   expect(await connectKeyStore(backends.keyStore, log)).toBe(true);
-  await backends.keyStore.ensureMarker();
+  await initialiseStore(backends.keyStore, config);
   return backends;
 }
 

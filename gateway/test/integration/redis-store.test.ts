@@ -158,6 +158,8 @@ describe('when Redis is in trouble', () => {
     expect(expectEnvelope(await send(`${gateway.adminUrl}/readyz`), 503, 'service_unavailable').details).toEqual({ reason: 'marker_missing' });
     expectEnvelope(await get(uncached.key), 503, 'service_unavailable'); // not a false 401
     expect((await get(cached.key)).status).toBe(200);
+    // Nothing but `sluice store init` or `sluice keys import` marks it again (store-init.test.ts).
+    expect((await runCli(['store', 'init', '--config', configFile])).code).toBe(0);
   });
 
   it('Redis restarted empty: uncached keys get 503, /readyz fails with marker_missing, until the store is restored', async () => {
@@ -172,7 +174,9 @@ describe('when Redis is in trouble', () => {
     expectEnvelope(await get('sk_live_unknown_but_maybe_real_000'), 503, 'service_unavailable');
     expect(gateway.output.some((line) => line.includes('KEY STORE MARKER MISSING'))).toBe(true);
 
-    // Restoring the store (here: a new key written by the CLI, which writes the marker too) makes it ready again.
+    // Keys cannot be made on it (that would hide the loss); declaring it new makes it ready again.
+    expect((await runCli(['keys', 'create', '--config', configFile, '--tier', 'free', '--name', 'x'])).code).toBe(1);
+    expect((await runCli(['store', 'init', '--config', configFile])).code).toBe(0);
     const restored = await createKey();
     await sleep(1500);
     expect((await send(`${gateway.adminUrl}/readyz`)).status).toBe(200);

@@ -6,6 +6,9 @@ import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { startRedis, type TestRedis } from './redis';
 import { startUpstream, type TestUpstream } from './upstream';
+import { loadConfigFile } from '../../src/config/loader';
+import { withRedisKeyStore } from '../../src/backends';
+import { initialiseStore } from '../../src/keys/store-init';
 
 // Starts real gateway processes (the built CLI, `npm test` builds first) on free ports.
 
@@ -63,10 +66,37 @@ process.on('exit', () => {
 });
 
 /**
- * Starts `sluice serve --config FILE [...serveArgs]` and resolves once it logs the ports it listens on
- * (with `--workers N`, the primary logs them once every worker listens).
+ * What an operator does before the first replica: `sluice store init` on the config's Redis store
+ * (the same function the CLI runs; nothing on an initialised store or the embedded one). A config
+ * that does not load is left for the gateway to refuse.
  */
+export async function initStore(configFile: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  let config;
+  try {
+    config = loadConfigFile(configFile, env);
+  } catch {
+    return;
+  }
+  if (config.store.redis) await withRedisKeyStore(config, (store) => initialiseStore(store, config));
+}
+
+/** Initialises the config's key store (initStore), then starts a replica on it (spawnGateway). */
 export async function startGateway(
+  configFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+  startTimeoutMs = 15_000,
+  cli = CLI,
+  serveArgs: string[] = [],
+): Promise<TestGateway> {
+  await initStore(configFile, env);
+  return spawnGateway(configFile, env, startTimeoutMs, cli, serveArgs);
+}
+
+/**
+ * Starts `sluice serve --config FILE [...serveArgs]` on the store as it is, and resolves once it logs
+ * the ports it listens on (with `--workers N`, the primary logs them once every worker listens).
+ */
+export async function spawnGateway(
   configFile: string,
   env: NodeJS.ProcessEnv = process.env,
   startTimeoutMs = 15_000,
