@@ -9,6 +9,7 @@ import {
   NO_ROUTE,
   RATE_LIMIT_OUTCOMES,
   rateLimitDecisions,
+  concurrencyRefusals,
   REDIS_OPERATIONS,
   redisDuration,
   redisErrors,
@@ -64,6 +65,7 @@ export function zeroKnownSeries(config: Config): void {
   }
   for (const tier of Object.keys(config.tiers)) {
     for (const outcome of RATE_LIMIT_OUTCOMES) rateLimitDecisions.inc({ tier, outcome }, 0);
+    if (config.tiers[tier].concurrency !== undefined) concurrencyRefusals.inc({ tier }, 0);
   }
   if (config.store.redis) {
     for (const operation of REDIS_OPERATIONS) {
