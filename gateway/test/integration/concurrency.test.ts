@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
+import Redis from 'ioredis';
+import type { LimitRequest } from '../../src/ratelimit/limiter';
+import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
 import { request, Agent } from 'undici';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
-import { startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
+import { redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
 
@@ -374,6 +377,103 @@ describe('in a Redis Cluster', () => {
         expect(reached(upstream, marker)).toBe(4);
         await waitFor(async () => (await admin('GET', `/v1/keys/${id}/usage`)).json.concurrency.in_flight === 0, 3000);
       }
+    }
+  });
+});
+
+describe('the script: slots by the script clock, with the windows in one call', () => {
+  let redis: TestRedis;
+  let client: Redis;
+  let limiter: RedisLimiter;
+  beforeAll(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url, { enableAutoPipelining: true });
+    limiter = new RedisLimiter(client, 'conc-script:');
+  });
+  afterAll(async () => {
+    await limiter?.close();
+    client?.disconnect();
+    await redis?.stop();
+  });
+
+  const req = (subject: string, extra: Partial<LimitRequest> = {}): LimitRequest => ({
+    subject,
+    windows: [{ name: '60000', limit: 100, windowMs: 60_000 }],
+    concurrency: { limit: 2, leaseMs: 5000 },
+    cost: 1,
+    ...extra,
+  });
+
+  it('a lease expires by the script clock: past its expiry the slot is free again, before it not', async () => {
+    const t = 1_800_000_000_000;
+    const first = await limiter.check(req('clock'), t);
+    const second = await limiter.check(req('clock'), t + 10);
+    expect([first.allowed, second.allowed]).toEqual([true, true]);
+    expect(await limiter.check(req('clock'), t + 4999)).toMatchObject({ allowed: false, concurrency: { inFlight: 2, blocking: true } });
+    const later = await limiter.check(req('clock'), t + 5001); // the first lease ended at t + 5000
+    expect(later).toMatchObject({ allowed: true, concurrency: { inFlight: 2, blocking: false } });
+    for (const d of [first, second, later]) d.release?.();
+  });
+
+  it('the slot set shares the hash tag of the key (or of its account) and is given back by ZREM', async () => {
+    const held = await limiter.check(req('tagged', { account: 'acme' }));
+    expect(await redisCli(redis.port, 'ZCARD', 'conc-script:rl:{@acme}:tagged:slots')).toBe('1');
+    held.release!();
+    await waitFor(async () => (await redisCli(redis.port, 'ZCARD', 'conc-script:rl:{@acme}:tagged:slots')) === '0', 2000);
+    const solo = await limiter.check(req('solo'));
+    expect(await redisCli(redis.port, 'ZCARD', 'conc-script:rl:{solo}:slots')).toBe('1');
+    solo.release!();
+  });
+
+  it('a peek (cost 0) takes no slot; a refusal by a window takes none either', async () => {
+    const peek = await limiter.check(req('peek', { cost: 0 }));
+    expect(peek).toMatchObject({ allowed: true, concurrency: { inFlight: 0 } });
+    expect(peek.release).toBeUndefined();
+    const full = { windows: [{ name: '60000', limit: 1, windowMs: 60_000 }] };
+    (await limiter.check(req('win', full))).release!();
+    const refused = await limiter.check(req('win', full));
+    expect(refused.allowed).toBe(false);
+    expect(refused.release).toBeUndefined();
+    expect(await redisCli(redis.port, 'ZCARD', 'conc-script:rl:{win}:slots')).toBe('0');
+  });
+});
+
+describe('without Redis: each replica applies its share of the limit locally', () => {
+  let redis: TestRedis;
+  let upstream: TestUpstream;
+  let alone: TestGateway;
+  let configFile: string;
+  beforeAll(async () => {
+    [redis, upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
+    configFile = writeConfig(
+      baseConfig({
+        store: { redis: { url: redis.url }, timeout_ms: 100, replicas_hint: 1 },
+        failure_policy: 'fail_open_local',
+        trusted_proxies: ['127.0.0.1'],
+        anonymous_tier: 'public',
+        tiers: { public: { limits: [{ requests: 1000, per: '1m' }], concurrency: 2 } },
+        upstreams: { app: { targets: [upstream.url] } },
+        routes: [{ name: 'docs', match: { path_prefix: '/' }, upstream: 'app', auth: 'none' }],
+      }),
+    );
+    alone = await startGateway(configFile);
+  });
+  afterAll(async () => {
+    await alone?.stop();
+    await upstream?.close();
+    await redis?.stop();
+    if (configFile) removeConfig(configFile);
+  });
+
+  it('admits 2 of a burst, and 2 again once they ended (released locally)', async () => {
+    await redis.kill();
+    const headers = { 'x-forwarded-for': '198.51.100.9' };
+    // the first calls fail over to the local limiter
+    await waitFor(async () => (await send(`${alone.url}/ok`, { headers })).status === 200, 5000);
+    for (let round = 0; round < 2; round++) {
+      const { answers } = await burst([alone], '', 6, 1000, headers);
+      expect(countBy(answers)).toEqual({ 200: 2, 429: 4 });
+      for (const a of answers.filter((res) => res.status === 429)) expectConcurrencyRefusal(a, 2);
     }
   });
 });
