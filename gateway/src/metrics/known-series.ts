@@ -65,7 +65,7 @@ export function zeroKnownSeries(config: Config): void {
   }
   for (const tier of Object.keys(config.tiers)) {
     for (const outcome of RATE_LIMIT_OUTCOMES) rateLimitDecisions.inc({ tier, outcome }, 0);
-    if (config.tiers[tier].concurrency !== undefined) concurrencyRefusals.inc({ tier }, 0);
+    concurrencyRefusals.inc({ tier }, 0); // every tier: a reload may give it a concurrency limit
   }
   if (config.store.redis) {
     for (const operation of REDIS_OPERATIONS) {

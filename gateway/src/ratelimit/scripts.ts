@@ -61,9 +61,8 @@ end
  *   Its reset is now + 1 s (when to try again).
  * Every step has at least three arguments for its one key, so only a request without steps has
  * exactly 2 + 2 × #KEYS arguments. A request without steps sends the arguments and keys it always did; the script does
- * for it what it did before, plus two comparisons and one per window (the shadow sign). A new step (a
- * concurrency slot) is a new kind word: checked in the steps loop, written (or given back) in the
- * second, one key of its own.
+ * for it what it did before, plus two comparisons and one per window (the shadow sign). Each step
+ * kind is checked in the steps loop and written in the second, one key of its own.
  * Returns { allowed (0|1), now ms, then per window and then per step: used, blocking (0|1), reset ms }.
  * Rejected requests write nothing but the removal of expired buckets; a cost of 0 is a read-only peek.
  * Shadow windows and steps only report: they never make allowed 0, and admitted requests are counted
