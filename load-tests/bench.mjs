@@ -21,8 +21,9 @@ import * as rejections from './scenarios/rejections.mjs';
 import * as largeBodies from './scenarios/large-bodies.mjs';
 import * as soak from './scenarios/soak.mjs';
 import * as workers from './scenarios/workers.mjs';
+import * as limits from './scenarios/limits.mjs';
 
-const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak, workers };
+const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak, workers, limits };
 
 const { values } = parseArgs({
   options: {

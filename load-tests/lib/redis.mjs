@@ -52,25 +52,27 @@ export function statsDelta(before, after) {
   return delta;
 }
 
-// Commands the gateway's Lua scripts run inside Redis (SLIDING_WINDOW; TIME…PEXPIRE; the replica
-// heartbeat adds ZADD/ZREMRANGEBYSCORE/ZCARD every 5 s). They cost no round trip. HGETALL is also
-// sent directly to read a key record on a cache miss, so it is split using the number of windows.
-const IN_SCRIPT = new Set(['time', 'hgetall', 'hdel', 'hincrby', 'pexpire', 'zadd', 'zremrangebyscore', 'zcard']);
+// Commands the gateway's Lua scripts run inside Redis (SLIDING_WINDOW; TIME…PEXPIRE, INCRBY of a
+// calendar quota; the replica heartbeat adds ZADD/ZREMRANGEBYSCORE/ZCARD every 5 s). They cost no
+// round trip. HGETALL and GET are also sent directly (a key record and the secret index, on a cache
+// miss), so they are split using the number of windows and of quota counters the script reads.
+const IN_SCRIPT = new Set(['time', 'hgetall', 'hdel', 'hincrby', 'incrby', 'pexpire', 'zadd', 'zremrangebyscore', 'zcard']);
 
 /**
  * Per request: round trips (commands sent by the gateway: EVALSHA, and GET/HGETALL of key lookups)
  * and in-script commands, from a commandstats delta over `requests` requests whose rate limit checks
- * `windows` windows each.
+ * `windows` windows (HGETALL each) and `quotas` calendar quotas (GET each) each.
  */
-export function perRequest(delta, requests, windows) {
+export function perRequest(delta, requests, windows, quotas = 0) {
   const evalsha = (delta.evalsha ?? 0) + (delta.eval ?? 0);
   const direct = {};
   const inScript = {};
   for (const [name, calls] of Object.entries(delta)) {
-    if (name === 'hgetall') {
-      const scripted = Math.min(calls, evalsha * windows);
-      if (scripted > 0) inScript.hgetall = scripted / requests;
-      if (calls - scripted > 0) direct.hgetall = (calls - scripted) / requests;
+    const perScript = name === 'hgetall' ? windows : name === 'get' ? quotas : undefined;
+    if (perScript !== undefined) {
+      const scripted = Math.min(calls, evalsha * perScript);
+      if (scripted > 0) inScript[name] = scripted / requests;
+      if (calls - scripted > 0) direct[name] = (calls - scripted) / requests;
     } else if (IN_SCRIPT.has(name)) inScript[name] = calls / requests;
     else direct[name] = calls / requests;
   }

@@ -13,7 +13,8 @@ export const median = (xs) => {
 /**
  * cases: [{ name, pid (the process whose CPU is charged; with tree: true, it and its descendants),
  *           load: { url, requests?, keysFile? },
- *           redis? (count its commands), windows? (rate-limit windows per request, default 2) }]
+ *           redis? (count its commands), windows? (rate-limit windows per request, default 2),
+ *           quotas? (calendar quotas per request, default 0) }]
  * settings: { tool, rounds, seconds, warmup, connections, label }
  * Returns per case: { name, rps, p50, p99 (medians over rounds), requests, errors, non2xx, bytesPerSec, bytesPerReq,
  *   cpuUsPerReq (the proxy's CPU over all rounds ÷ requests), loadCpuPct (the load generator's CPU
@@ -67,7 +68,7 @@ export async function runRounds(settings, cases, { rounds = settings.rounds, con
       bytesPerReq: a.bytes / Math.max(1, a.requests),
       cpuUsPerReq: a.cpuUs / Math.max(1, a.requests),
       loadCpuPct: (100 * a.loadCpuUs) / 1e6 / a.seconds,
-      redis: c.redis ? perRequest(a.redis, a.requests, c.windows ?? 2) : null,
+      redis: c.redis ? perRequest(a.redis, a.requests, c.windows ?? 2, c.quotas ?? 0) : null,
     };
   });
 }

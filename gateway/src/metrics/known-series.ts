@@ -7,6 +7,7 @@ import {
   KEY_CACHE_RESULTS,
   keyCacheLookups,
   NO_ROUTE,
+  quotaRefusals,
   RATE_LIMIT_OUTCOMES,
   rateLimitDecisions,
   concurrencyRefusals,
@@ -63,8 +64,9 @@ export function zeroKnownSeries(config: Config): void {
     once('upstream_duration', { upstream }, () => upstreamDuration.zero({ upstream }));
     for (const code of UPSTREAM_ERROR_CODES) upstreamErrors.inc({ upstream, code }, 0);
   }
-  for (const tier of Object.keys(config.tiers)) {
+  for (const [tier, settings] of Object.entries(config.tiers)) {
     for (const outcome of RATE_LIMIT_OUTCOMES) rateLimitDecisions.inc({ tier, outcome }, 0);
+    if (settings.quota) quotaRefusals.inc({ tier, period: settings.quota.per }, 0);
     concurrencyRefusals.inc({ tier }, 0); // every tier: a reload may give it a concurrency limit
   }
   if (config.store.redis) {

@@ -211,7 +211,7 @@ export const errorsBy = children(errors); // (code, status)
 /** The route label of requests no route matched. */
 export const NO_ROUTE = 'none';
 export const UPSTREAM_ERROR_CODES = ['bad_gateway', 'gateway_timeout'] as const;
-export const RATE_LIMIT_OUTCOMES = ['allowed', 'limited'] as const;
+export const RATE_LIMIT_OUTCOMES = ['allowed', 'limited', 'shadow_limited'] as const;
 export const KEY_CACHE_RESULTS = ['hit', 'miss', 'stale'] as const;
 export const RELOAD_RESULTS = ['ok', 'failed'] as const;
 /** Every operation label timeRedis() is called with. */

@@ -218,6 +218,9 @@ describe('Kubernetes (kustomize)', () => {
     expect(template.metadata).toEqual({ name: 'sluice-secrets', namespace: 'sluice' });
     expect(find(base, 'Deployment').spec.template.spec.containers[0].envFrom).toEqual([{ secretRef: { name: 'sluice-secrets' } }]);
     for (const name of Object.keys(template.stringData)) expect(section).toContain(`--from-literal=${name}=`);
+    // Applied unfilled, its placeholder token is refused at start (admin tokens are 32+ characters):
+    // a template never becomes a well-known token.
+    expect(template.stringData.SLUICE_ADMIN_TOKEN.length).toBeLessThan(32);
     for (const [, dir] of section.matchAll(/kubectl apply -k ([^\s`]+)/g)) expect(() => kustomize(dir)).not.toThrow();
   });
 });

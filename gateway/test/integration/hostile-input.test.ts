@@ -350,7 +350,9 @@ describe('header count', () => {
   ])('after 2,000 filler lines, %s is never ignored: refused, nothing relayed', async (label, requestLine, tail, body) => {
     const head = [requestLine, 'Host: gw.test', `x-api-key: ${USER_KEY}`, ...Array.from({ length: 2100 }, () => 'a:1'), ...tail];
     const res = await exchange(gateway.port, head, body);
-    if (label.includes('with Transfer-Encoding')) expectEnvelope(res, 400, 'invalid_request');
+    // Node 20's parser refuses Content-Length with Transfer-Encoding itself (400) before the request
+    // is seen; Node 22's hands it over and the count refuses it (431). Either way: refused, in an envelope.
+    if (label.includes('with Transfer-Encoding') && res.status === 400) expectEnvelope(res, 400, 'invalid_request');
     else expectEnvelope(res, 431, 'headers_too_large');
     expect(upstream.requests).toEqual([]);
   });
@@ -369,11 +371,14 @@ describe('header count', () => {
       ['POST /v1/users/headers HTTP/1.1', 'Host: gw.test', `x-api-key: ${USER_KEY}`, 'Transfer-Encoding: chunked', 'Connection: close'],
       `5\r\nhello\r\n0\r\n${trailers.join('\r\n')}\r\n\r\n`,
     );
-    expect(res.status).toBe(200);
-    const seen = upstream.requests[0];
-    expect(seen.bodyBytes).toBe(5);
-    expect(seen.headers['x-consumer-id']).not.toBe('key_victim');
-    expect(Object.keys(seen.headers).filter((name) => name.startsWith('x-t'))).toEqual([]);
+    // Node 20 reads the 151 trailer lines and hands none over; Node 22's parser refuses the body past
+    // maxHeadersCount (400, the upstream request abandoned). Either way none of them reaches the upstream.
+    if (res.status === 200) expect(upstream.requests[0].bodyBytes).toBe(5);
+    else expectEnvelope(res, 400, 'invalid_request');
+    for (const seen of upstream.requests) {
+      expect(seen.headers['x-consumer-id']).not.toBe('key_victim');
+      expect(Object.keys(seen.headers).filter((name) => name.startsWith('x-t'))).toEqual([]);
+    }
   });
 
   it('with a count above node\'s 2,000, a Content-Length after 2,500 lines is read, never dropped', async () => {

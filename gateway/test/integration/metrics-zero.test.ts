@@ -20,7 +20,7 @@ const config = ({ redis, upstream }: Parts, extra: { route?: boolean } = {}) =>
   baseConfig({
     store: { redis: { url: redis.url }, timeout_ms: 1000 },
     metrics: { default_labels: INSTANCE },
-    tiers: { gold: { limits: [{ requests: 100, per: '1m' }], scopes: ['*'] }, ...(extra.route ? { silver: { limits: [], scopes: ['*'] } } : {}) },
+    tiers: { gold: { limits: [{ requests: 100, per: '1m' }], quota: { requests: 1_000_000, per: 'month' }, scopes: ['*'] }, ...(extra.route ? { silver: { limits: [], scopes: ['*'] } } : {}) },
     upstreams: { users: { targets: [upstream.url] }, ...(extra.route ? { orders: { targets: [upstream.url] } } : {}) },
     routes: [
       { name: 'users', match: { path_prefix: '/users', methods: ['GET', 'POST'] }, upstream: 'users' },
@@ -64,7 +64,8 @@ it('a fresh replica exports every counter family, and each known label value, at
     ...Object.entries(catalogue).map(([code, { status }]) => series('sluice_errors_total', { code, status: String(status) })),
     ...['ok', 'failed'].map((result) => series('sluice_config_reloads_total', { result })),
     ...['hit', 'miss', 'stale'].map((result) => series('sluice_key_cache_lookups_total', { result })),
-    ...['allowed', 'limited'].map((outcome) => series('sluice_ratelimit_decisions_total', { tier: 'gold', outcome })),
+    ...['allowed', 'limited', 'shadow_limited'].map((outcome) => series('sluice_ratelimit_decisions_total', { tier: 'gold', outcome })),
+    series('sluice_ratelimit_quota_refusals_total', { tier: 'gold', period: 'month' }),
     ...['bad_gateway', 'gateway_timeout'].map((code) => series('sluice_upstream_errors_total', { upstream: 'users', code })),
     ...['ratelimit', 'key_lookup', 'key_read', 'key_write', 'key_list', 'marker'].map((operation) => series('sluice_redis_errors_total', { operation })),
     // The route's methods (HEAD with GET) × the gateway's own 5xx answers; unmatched requests too.
