@@ -109,6 +109,8 @@ function describeUsage(usage: KeyUsage): string[] {
   for (const w of usage.windows) lines.push(line('key', w));
   for (const w of usage.account_windows) lines.push(line('account', w));
   if (usage.quota) lines.push(line('quota', usage.quota));
+  const slots = usage.concurrency;
+  if (slots) lines.push(`  ${'slots'.padEnd(8)} ${'in flight'.padEnd(15)} ${String(slots.in_flight).padStart(8)} / ${slots.limit}${slots.mode === 'shadow' ? '  (shadow)' : ''}`);
   if (lines.length === 1) lines.push('  (no limits)');
   return lines;
 }

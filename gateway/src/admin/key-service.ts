@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { formatWindow } from '../config/duration';
 import { catalogue } from '../errors/catalogue';
 import type { Config } from '../config/schema';
-import { accountWindows, overrideWindows, tierQuota, tierWindows } from '../ratelimit/plan';
+import { accountWindows, overrideWindows, tierConcurrency, tierQuota, tierWindows } from '../ratelimit/plan';
 import { calendarWindowName } from '../ratelimit/calendar';
 import type { KeyEvents } from '../keys/events';
 import { checkKeyAgainstTiers, generateSecret, hashSecret, KEY_ID_PATTERN, newRecord, rotatedRecord, toPublicKey } from '../keys/records';
@@ -68,6 +68,8 @@ export interface KeyUsage {
   account_windows: WindowUsage[];
   /** The tier's calendar quota for this key in the current period, or null. */
   quota: WindowUsage | null;
+  /** Only for a tier with a concurrency limit: this key's requests in flight across all replicas. */
+  concurrency?: { limit: number; in_flight: number; mode: 'enforce' | 'shadow' };
 }
 
 function windowUsage(w: WindowState): WindowUsage {
@@ -247,10 +249,14 @@ export class KeyService {
     const own = record.limits ? overrideWindows(record.limits, tier) : tierWindows(tier);
     const shared = record.account === undefined ? [] : accountWindows(tier);
     const quota = tierQuota(tier);
+    const concurrency = tierConcurrency(tier, this.deps.config().rate_limiting.concurrency_lease);
     const usage: KeyUsage = { id, tier: record.tier, windows: [], account_windows: [], quota: null };
     if (record.account !== undefined) usage.account = record.account;
-    if ((own.length === 0 && shared.length === 0 && !quota) || !this.deps.limiter) return usage;
-    const decision = await this.deps.limiter.check({ subject: id, account: record.account, windows: [...own, ...shared], quota, cost: 0 });
+    if (concurrency) usage.concurrency = { limit: concurrency.limit, in_flight: 0, mode: concurrency.shadow ? 'shadow' : 'enforce' };
+    if ((own.length === 0 && shared.length === 0 && !quota && !concurrency) || !this.deps.limiter) return usage;
+    const windows = [...own, ...shared];
+    const decision = await this.deps.limiter.check({ subject: id, account: record.account, windows, quota, concurrency, cost: 0 });
+    if (usage.concurrency && decision.concurrency) usage.concurrency.in_flight = decision.concurrency.inFlight;
     const states = decision.windows.map(windowUsage);
     usage.windows = states.slice(0, own.length);
     usage.account_windows = states.slice(own.length, own.length + shared.length);

@@ -323,6 +323,9 @@ const tierSchema = z.strictObject({
       mode: limitMode.optional(),
     })
     .optional(),
+  // Requests in flight per key (anonymous callers: per client address), across all replicas; the
+  // object form may say mode: shadow for this limit alone.
+  concurrency: z.union([integer(1), z.strictObject({ limit: integer(1), mode: limitMode.optional() })]).optional(),
   // shadow: no window of this tier refuses (all count); a single window may say mode: shadow on its own.
   mode: limitMode.optional(), // absent: enforce
   scopes: z.array(scope).default([]),
@@ -513,6 +516,9 @@ export const configSchema = z
         ietf_headers: boolean.default(false),
         // Failed key attempts per client address before it gets 429 too_many_failed_attempts.
         failed_keys: restartOnly(failedAttempts(20)),
+        // How long a concurrency slot outlives the replica holding it: live replicas renew their
+        // leases every third of it, so only a dead replica's slots expire, this long after it died.
+        concurrency_lease: duration().prefault('30s').refine((ms) => ms >= 300, { error: 'must be at least 300ms' }),
       })
       .prefault({}),
     metrics: z

@@ -17,6 +17,7 @@ export const catalogue = {
   unknown_tier: { status: 422, message: 'The tier does not exist.' },
   validation_failed: { status: 422, message: 'The request is well-formed but contains semantic errors.' },
   rate_limit_exceeded: { status: 429, message: 'API rate limit exceeded.' },
+  too_many_concurrent_requests: { status: 429, message: 'Too many requests in flight for this API key.' },
   too_many_failed_attempts: { status: 429, message: 'Too many failed authentication attempts from this address.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   internal_error: {

@@ -10,6 +10,7 @@ import {
   quotaRefusals,
   RATE_LIMIT_OUTCOMES,
   rateLimitDecisions,
+  concurrencyRefusals,
   REDIS_OPERATIONS,
   redisDuration,
   redisErrors,
@@ -66,6 +67,7 @@ export function zeroKnownSeries(config: Config): void {
   for (const [tier, settings] of Object.entries(config.tiers)) {
     for (const outcome of RATE_LIMIT_OUTCOMES) rateLimitDecisions.inc({ tier, outcome }, 0);
     if (settings.quota) quotaRefusals.inc({ tier, period: settings.quota.per }, 0);
+    concurrencyRefusals.inc({ tier }, 0); // every tier: a reload may give it a concurrency limit
   }
   if (config.store.redis) {
     for (const operation of REDIS_OPERATIONS) {

@@ -110,6 +110,13 @@ export const quotaRefusals = new Counter({
   registers: [registry],
 });
 
+export const concurrencyRefusals = new Counter({
+  name: 'sluice_ratelimit_concurrency_refusals_total',
+  help: 'Requests refused because their key (or anonymous client) had as many requests in flight as its tier allows, by tier.',
+  labelNames: ['tier'] as const,
+  registers: [registry],
+});
+
 export const rateLimitFallbackActive = new Gauge({
   name: 'sluice_ratelimit_fallback_active',
   help: '1 while this replica limits without Redis (failure policy in force), else 0.',
@@ -196,6 +203,7 @@ export const requestDurationBy = children(requestDuration); // (route)
 export const upstreamDurationBy = children(upstreamDuration); // (upstream)
 export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outcome)
 export const quotaRefusalsBy = children(quotaRefusals); // (tier, period)
+export const concurrencyRefusalsBy = children(concurrencyRefusals); // (tier)
 export const errorsBy = children(errors); // (code, status)
 
 // ---- label values known before the first event (metrics/known-series.ts exports them at 0) -----

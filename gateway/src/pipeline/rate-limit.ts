@@ -1,5 +1,5 @@
-import { serviceUnavailable } from '../errors/envelope';
-import { quotaRefusalsBy, rateLimitDecisionsBy } from '../metrics/registry';
+import { GatewayError, serviceUnavailable } from '../errors/envelope';
+import { concurrencyRefusalsBy, quotaRefusalsBy, rateLimitDecisionsBy } from '../metrics/registry';
 import { calendarWindowName } from '../ratelimit/calendar';
 import { formatWindow } from '../config/duration';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
@@ -28,9 +28,16 @@ export async function rateLimit(ctx: RequestContext): Promise<void> {
     if (!(err instanceof LimiterUnavailableError)) throw err;
     throw serviceUnavailable({ cause: err });
   }
+  if (decision.release) releaseWhenAnswered(ctx, decision.release);
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
   if (!decision.allowed) {
     rateLimitDecisionsBy(limited.tier, 'limited').inc();
+    const slots = decision.concurrency;
+    // A window's refusal says when to come back; only when no window refused is it the slots.
+    if (slots && slots.blocking && !slots.shadow && !decision.windows.some((w) => w.blocking && !w.shadow)) {
+      concurrencyRefusalsBy(limited.tier).inc();
+      throw tooManyConcurrentRequests(slots.limit);
+    }
     const quota = request.quota && decision.windows[decision.windows.length - 1];
     if (quota && quota.blocking && !quota.shadow) quotaRefusalsBy(limited.tier, quota.calendar!).inc();
     throw rateLimitExceeded(decision);
@@ -48,11 +55,32 @@ export async function rateLimit(ctx: RequestContext): Promise<void> {
   );
 }
 
-/** The names of the shadow windows that would have refused an admitted request, or undefined. */
+/** The names of the shadow windows (and shadow concurrency limit) that would have refused an admitted request, or undefined. */
 function shadowBlocking(decision: LimitDecision): string[] | undefined {
   let names: string[] | undefined;
   for (const w of decision.windows) {
     if (w.shadow && w.blocking) (names ??= []).push(w.calendar ? calendarWindowName(w.calendar) : formatWindow(w.windowMs));
   }
+  if (decision.concurrency?.shadow && decision.concurrency.blocking) (names ??= []).push('concurrency');
   return names;
+}
+
+/**
+ * Gives the request's slot back when its answer ends, whatever the way: the response finished or
+ * failed, the client went away, or the upgraded connection (a WebSocket) closed.
+ */
+function releaseWhenAnswered(ctx: RequestContext, release: () => void): void {
+  const stream = ctx.reply.kind === 'http' ? ctx.reply.res : ctx.reply.socket;
+  // The client may have gone while the limiter decided: its close event has passed already.
+  if (stream.destroyed || ctx.req.socket.destroyed) return release();
+  stream.once('close', release);
+}
+
+/** 429 when the key has as many requests in flight as its tier allows; slots free as answers end. */
+function tooManyConcurrentRequests(limit: number): GatewayError {
+  return new GatewayError('too_many_concurrent_requests', {
+    message: `Too many requests in flight for this API key (at most ${limit} at once). Retry when one of them has finished.`,
+    details: { limit },
+    headers: { 'retry-after': '1' },
+  });
 }

@@ -22,6 +22,26 @@ export interface QuotaSpec {
   readonly shadow?: boolean;
 }
 
+/**
+ * Requests in flight at once: a slot (a lease, see ratelimit/slots.ts) is taken with the windows and
+ * given back when the answer ends.
+ */
+export interface ConcurrencySpec {
+  readonly limit: number;
+  /** How long a slot lives unless renewed: bounds how long a dead replica's slots stay taken. */
+  readonly leaseMs: number;
+  readonly shadow?: boolean;
+}
+
+/** Slots in flight for the request's subject (this request's own included once admitted). */
+export interface ConcurrencyState {
+  readonly limit: number;
+  readonly inFlight: number;
+  /** Whether no slot was free: this limit alone would have refused the request. */
+  readonly blocking: boolean;
+  readonly shadow?: boolean;
+}
+
 /*
  * One request's limits, decided in one call. Windows come first; further kinds are "steps" after
  * them (today the calendar quota), each with one counter of its own, checked before anything is
@@ -35,6 +55,8 @@ export interface LimitRequest {
   readonly account?: string;
   readonly windows: readonly WindowSpec[];
   readonly quota?: QuotaSpec;
+  /** Only for tiers with a concurrency limit: others send no slot key or arguments. */
+  readonly concurrency?: ConcurrencySpec;
   readonly cost: number;
 }
 
@@ -63,6 +85,13 @@ export interface LimitDecision {
   readonly nowMs: number;
   /** One state per window of the request, in order, then the quota's when there is one. */
   readonly windows: readonly WindowState[];
+  /** Set when the request had a concurrency limit. */
+  readonly concurrency?: ConcurrencyState;
+  /**
+   * Set when an admitted request took a slot: gives it back (once; later calls do nothing). The
+   * caller calls it when the answer ends, whatever the way.
+   */
+  readonly release?: () => void;
 }
 
 export interface Limiter {

@@ -28,6 +28,8 @@ function counterName(request: LimitRequest, window: Pick<WindowSpec, 'name' | 'p
 export class MemoryLimiter implements Limiter {
   private readonly counters = new Map<string, Counter>();
   private readonly quotas = new Map<string, QuotaCounter>();
+  /** Requests in flight per subject: given back locally (this process's slots need no lease). */
+  private readonly slots = new Map<string, Set<symbol>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly clock: () => number = Date.now) {
@@ -46,8 +48,13 @@ export class MemoryLimiter implements Limiter {
     const evaluations = request.windows.map((w, i) => evaluateWindow(counters[i].buckets, nowMs, w.limit, w.windowMs, request.cost));
     const quota = request.quota && this.quotaCounter(request.subject, request.quota, nowMs);
     const quotaBlocking = quota !== undefined && quota.used + request.cost > request.quota!.limit;
+    const { concurrency } = request;
+    const inFlight = concurrency ? (this.slots.get(request.subject)?.size ?? 0) : 0;
+    const slotBlocking = concurrency !== undefined && inFlight + 1 > concurrency.limit;
     const allowed =
-      evaluations.every((e, i) => !e.blocking || request.windows[i].shadow === true) && (!quotaBlocking || request.quota!.shadow === true);
+      evaluations.every((e, i) => !e.blocking || request.windows[i].shadow === true) &&
+      (!quotaBlocking || request.quota!.shadow === true) &&
+      (!slotBlocking || concurrency!.shadow === true);
     if (allowed && request.cost > 0) {
       request.windows.forEach((w, i) => {
         const { buckets } = counters[i];
@@ -62,7 +69,23 @@ export class MemoryLimiter implements Limiter {
       shadow: w.shadow,
     }));
     if (quota) windows.push(quotaState(request.quota!, quota, quotaBlocking));
-    return { allowed, nowMs, windows };
+    if (!concurrency) return { allowed, nowMs, windows };
+    const taken = allowed && request.cost > 0;
+    const state = { limit: concurrency.limit, inFlight: inFlight + (taken ? 1 : 0), blocking: slotBlocking, shadow: concurrency.shadow };
+    return { allowed, nowMs, windows, concurrency: state, release: taken ? this.takeSlot(request.subject) : undefined };
+  }
+
+  /** Takes a slot for `subject`; the returned function gives it back (once). */
+  private takeSlot(subject: string): () => void {
+    let held = this.slots.get(subject);
+    if (!held) this.slots.set(subject, (held = new Set()));
+    const slot = Symbol(subject);
+    held.add(slot);
+    return () => {
+      const current = this.slots.get(subject);
+      if (!current?.delete(slot) || current.size > 0) return;
+      this.slots.delete(subject);
+    };
   }
 
   /**
@@ -84,10 +107,14 @@ export class MemoryLimiter implements Limiter {
     this.quotas.set(key, { periodStart: period.startMs, used: units, expiresAt: period.endMs });
   }
 
-  /** Forgets every counter (Redis decides again, and knows better). */
+  /**
+   * Forgets every counter (Redis decides again, and knows better). Slots taken locally are not in
+   * Redis either: they are forgotten too (their release then does nothing).
+   */
   reset(): void {
     this.counters.clear();
     this.quotas.clear();
+    this.slots.clear();
   }
 
   private counter(key: string): Counter {

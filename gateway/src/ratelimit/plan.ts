@@ -1,7 +1,7 @@
 import type { Config, Tier } from '../config/schema';
 import { parseDuration } from '../config/duration';
 import type { ApiKeyRecord, KeyLimit } from '../keys/types';
-import type { LimitRequest, QuotaSpec, WindowSpec } from './limiter';
+import type { ConcurrencySpec, LimitRequest, QuotaSpec, WindowSpec } from './limiter';
 
 type LimitLike = { requests: number; per: number; mode?: 'enforce' | 'shadow' };
 
@@ -35,6 +35,14 @@ export function tierQuota(tier: Tier): QuotaSpec | undefined {
   return quota && { limit: quota.requests, period: quota.per, shadow: tier.mode === 'shadow' || quota.mode === 'shadow' };
 }
 
+/** A tier's concurrency limit (plain number or { limit, mode }), with the configured lease. */
+export function tierConcurrency(tier: Tier, leaseMs: number): ConcurrencySpec | undefined {
+  const { concurrency } = tier;
+  if (concurrency === undefined) return undefined;
+  const { limit, mode } = typeof concurrency === 'number' ? { limit: concurrency, mode: undefined } : concurrency;
+  return { limit, leaseMs, shadow: tier.mode === 'shadow' || mode === 'shadow' };
+}
+
 /** What one (tier, route) pair applies, built once per config. */
 interface Entry {
   tier: Tier;
@@ -45,6 +53,7 @@ interface Entry {
   route: readonly WindowSpec[];
   account: readonly WindowSpec[];
   quota?: QuotaSpec;
+  concurrency?: ConcurrencySpec;
 }
 
 type Consumer = Pick<ApiKeyRecord, 'id' | 'tier' | 'account' | 'limits'>;
@@ -65,6 +74,7 @@ export class RateLimitPlan {
   constructor(config: Config) {
     for (const [tierName, tier] of Object.entries(config.tiers)) {
       const own = tierWindows(tier);
+      const concurrency = tierConcurrency(tier, config.rate_limiting.concurrency_lease);
       const account = accountWindows(tier);
       for (const route of config.routes) {
         const routeWindows = specs(route.limits[tierName] ?? [], tier, `${route.name}:`);
@@ -76,6 +86,7 @@ export class RateLimitPlan {
           route: routeWindows,
           account,
           quota: tierQuota(tier),
+          concurrency,
         });
       }
     }
@@ -93,7 +104,9 @@ export class RateLimitPlan {
     let windows: readonly WindowSpec[];
     if (consumer.limits) windows = this.withOwnLimits(consumer.limits, entry, `${consumer.tier}\n${route}\n${account !== undefined}`);
     else windows = account === undefined ? entry.plain : entry.accounted;
-    if (windows.length === 0 && !entry.quota) return null;
+    if (windows.length === 0 && !entry.quota && !entry.concurrency) return null;
+    // Only tiers with a concurrency limit carry the field: the others' requests keep their shape.
+    if (entry.concurrency) return { subject: consumer.id, account, windows, quota: entry.quota, concurrency: entry.concurrency, cost };
     return { subject: consumer.id, account, windows, quota: entry.quota, cost };
   }
 

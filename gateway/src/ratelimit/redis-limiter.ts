@@ -4,6 +4,7 @@ import type { RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { calendarPeriod } from './calendar';
 import { SLIDING_WINDOW } from './scripts';
+import { SlotLeases } from './slots';
 
 type ScriptedClient = RedisClient & {
   sluiceSlidingWindow(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
@@ -18,9 +19,12 @@ type ScriptedClient = RedisClient & {
  *   <prefix>rl:{@<account>}:<key id>:<window>        a key of an account: its own windows
  *   <prefix>rl:{@<account>}:account:<window>         the account's windows, shared by its keys
  *   <prefix>rl:{…}:[<key id>:]quota:<period>:<first day>   the calendar quota (the script adds the day)
+ *   <prefix>rl:{…}:[<key id>:]slots                   concurrency leases (a sorted set, see slots.ts)
+ * A tier with a concurrency limit costs one more call per request: the slot's ZREM when it ends.
  */
 export class RedisLimiter implements Limiter {
   private readonly client: ScriptedClient;
+  private readonly slots: SlotLeases;
 
   constructor(
     client: RedisClient,
@@ -30,11 +34,12 @@ export class RedisLimiter implements Limiter {
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
     this.client = client as ScriptedClient;
+    this.slots = new SlotLeases(client);
   }
 
   /** `nowMs` replaces Redis TIME: only for tests that replay exact timings. */
   async check(request: LimitRequest, nowMs?: number): Promise<LimitDecision> {
-    const { windows, quota, account } = request;
+    const { windows, quota, account, concurrency } = request;
     const keyBase = account === undefined ? `${this.prefix}rl:{${request.subject}}:` : `${this.prefix}rl:{@${account}}:${request.subject}:`;
     const accountBase = account === undefined ? '' : `${this.prefix}rl:{@${account}}:account:`; // perAccount windows come with an account
     const keys: string[] = [];
@@ -46,6 +51,12 @@ export class RedisLimiter implements Limiter {
     if (quota) {
       keys.push(`${keyBase}quota:${quota.period}`);
       args.push('quota', quota.shadow ? -quota.limit : quota.limit, quota.period);
+    }
+    let token = '';
+    if (concurrency) {
+      token = request.cost > 0 ? this.slots.nextToken() : ''; // a peek takes no slot
+      keys.push(`${keyBase}slots`);
+      args.push('slot', concurrency.shadow ? -concurrency.limit : concurrency.limit, concurrency.leaseMs, token);
     }
     let reply: number[];
     try {
@@ -76,9 +87,17 @@ export class RedisLimiter implements Limiter {
         calendar: quota.period,
       });
     }
-    return { allowed: Number(reply[0]) === 1, nowMs: decidedAt, windows: states };
+    const allowed = Number(reply[0]) === 1;
+    if (!concurrency) return { allowed, nowMs: decidedAt, windows: states };
+    const at = reply.length - 3;
+    const state = { limit: concurrency.limit, inFlight: Number(reply[at]), blocking: Number(reply[at + 1]) === 1, shadow: concurrency.shadow };
+    const taken = allowed && request.cost > 0;
+    const release = taken ? this.slots.hold(keys[keys.length - 1], token, concurrency.leaseMs) : undefined;
+    return { allowed, nowMs: decidedAt, windows: states, concurrency: state, release };
   }
 
   // The client belongs to whoever created it (it is shared with the key store).
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.slots.close();
+  }
 }

@@ -92,11 +92,12 @@ export class ResilientLimiter implements Limiter {
     const share = (limit: number) => Math.max(1, Math.floor(limit / replicas));
     this.seedFromReport(request, replicas, share);
     this.localUsed = true;
-    const { quota } = request;
+    const { quota, concurrency } = request;
     return this.local.check({
       ...request,
       windows: request.windows.map((w) => ({ ...w, limit: share(w.limit) })),
       quota: quota && { ...quota, limit: share(quota.limit) },
+      concurrency: concurrency && { ...concurrency, limit: share(concurrency.limit) },
     });
   }
 

@@ -54,11 +54,15 @@ end
  *   "quota", limit (negative: shadow), day|week|month. Its key is a base name: the counter is
  *   KEYS[j] .. ":" .. the period's first day (same hash tag, so the same slot), expiring an hour
  *   after its end (by the script's clock).
+ *   "slot", limit (negative: shadow), lease ms, token: a concurrency slot. Its key is a sorted set of
+ *   leases (member: the request's token, score: the lease's expiry by the script's clock); expired
+ *   leases (a dead replica's) are dropped, the rest counted. An admitted request adds its lease; the
+ *   gateway removes it when the answer ends (ZREM) and renews it while the answer lasts (SLOT_RENEW).
+ *   Its reset is now + 1 s (when to try again).
  * Every step has at least three arguments for its one key, so only a request without steps has
  * exactly 2 + 2 × #KEYS arguments. A request without steps sends the arguments and keys it always did; the script does
- * for it what it did before, plus two comparisons and one per window (the shadow sign). A new step (a
- * concurrency slot) is a new kind word: checked in the steps loop, written (or given back) in the
- * second, one key of its own.
+ * for it what it did before, plus two comparisons and one per window (the shadow sign). Each step
+ * kind is checked in the steps loop and written in the second, one key of its own.
  * Returns { allowed (0|1), now ms, then per window and then per step: used, blocking (0|1), reset ms }.
  * Rejected requests write nothing but the removal of expired buckets; a cost of 0 is a read-only peek.
  * Shadow windows and steps only report: they never make allowed 0, and admitted requests are counted
@@ -152,6 +156,16 @@ if window_count < #KEYS then
       if blocking and not shadow then allowed = 0 end
       steps[#steps + 1] = { kind = kind, key = counter, used = used, blocking = blocking, reset = next_day * 86400000 }
       a = a + 3
+    elseif kind == 'slot' then
+      local limit = tonumber(ARGV[a + 1])
+      local shadow = limit < 0
+      if shadow then limit = -limit end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      local used = redis.call('ZCARD', key)
+      local blocking = used + 1 > limit
+      if blocking and not shadow then allowed = 0 end
+      steps[#steps + 1] = { kind = kind, key = key, used = used, blocking = blocking, reset = now + 1000, lease = tonumber(ARGV[a + 2]), token = ARGV[a + 3] }
+      a = a + 4
     else
       return redis.error_reply('unknown limit step ' .. tostring(kind))
     end
@@ -183,6 +197,10 @@ if steps then
       -- new key anyway, and a failed-over node whose clock runs a little behind must not drop it early
       redis.call('PEXPIRE', step.key, step.reset - now + 3600000)
       used = used + cost
+    elseif counting and step.kind == 'slot' then
+      redis.call('ZADD', step.key, now + step.lease, step.token)
+      redis.call('PEXPIRE', step.key, step.lease * 2)
+      used = used + 1
     end
     local blocking = 0
     if step.blocking then blocking = 1 end
@@ -192,6 +210,20 @@ if steps then
   end
 end
 return result
+`;
+
+/**
+ * Renews one concurrency lease, if it is still held (XX: a slot given back is not taken again), to
+ * the script's clock + ARGV[1] ms. KEYS[1]: the slots sorted set; ARGV[2]: the request's token.
+ * One key each, so a replica's renewals of many leases go auto-pipelined, one batch per node.
+ */
+export const SLOT_RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+return 1
 `;
 
 /**

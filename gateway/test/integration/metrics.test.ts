@@ -13,6 +13,7 @@ import { catalogue } from '../../src/errors/catalogue';
 const KEY = 'sk_test_metrics_000000000000000';
 const LIMITED = 'sk_test_metrics_limited_0000000';
 const NARROW = 'sk_test_metrics_narrow_00000000';
+const SINGLE = 'sk_test_metrics_single_00000000';
 
 let redis: TestRedis;
 let gateway: TestGateway;
@@ -30,6 +31,7 @@ const stack = suiteStack(async ({ redis, upstream }) => {
       t: { limits: [], scopes: ['*'] },
       limited: { limits: [{ requests: 1, per: '1m' }], scopes: ['*'] },
       narrow: { limits: [], scopes: ['a'] },
+      single: { limits: [], concurrency: 1, scopes: ['*'] },
     },
     upstreams: {
       app: { targets: [upstream.url], timeout_ms: 300 },
@@ -44,6 +46,7 @@ const stack = suiteStack(async ({ redis, upstream }) => {
       { name: 'k', tier: 't', key: KEY },
       { name: 'limited', tier: 'limited', key: LIMITED },
       { name: 'narrow', tier: 'narrow', key: NARROW },
+      { name: 'single', tier: 'single', key: SINGLE },
     ],
   });
 });
@@ -71,6 +74,18 @@ const scenarios: { code: string; status: number; times: number; run: () => Promi
     run: async () => [(await send(`${gateway.url}/small/ok`, { method: 'POST', headers: { 'x-api-key': KEY }, body: 'x'.repeat(11) })).status],
   },
   { code: 'rate_limit_exceeded', status: 429, times: 1, run: async () => [(await get('/small/ok', { 'x-api-key': LIMITED })).status, (await get('/small/ok', { 'x-api-key': LIMITED })).status].slice(1) },
+  {
+    code: 'too_many_concurrent_requests',
+    status: 429,
+    times: 1,
+    run: async () => {
+      const holder = get('/small/slow?ms=250', { 'x-api-key': SINGLE }); // holds the key's one slot
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const refused = (await get('/small/ok', { 'x-api-key': SINGLE })).status;
+      expect((await holder).status).toBe(200);
+      return [refused];
+    },
+  },
   { code: 'headers_too_large', status: 431, times: 1, run: async () => [await raw(`GET / HTTP/1.1\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)] },
   {
     code: 'internal_error',

@@ -90,7 +90,7 @@ describe('good fixtures', () => {
       allow_custom_methods: [],
       trusted_proxies: [],
       lifecycle: { drain_delay: 5000, grace: 30000 },
-      rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 } },
+      rate_limiting: { ietf_headers: false, failed_keys: { max_attempts: 20, per: 60_000, block_for: 300_000 }, concurrency_lease: 30_000 },
       metrics: { default_labels: {} },
       log: { level: 'info', access_sample: 1 },
       tiers: { free: { limits: [], scopes: [] } },
@@ -139,7 +139,7 @@ describe('good fixtures', () => {
       limits: { free: [{ requests: 5, per: 1000 }] },
       retries: 1,
     });
-    expect(config.rate_limiting).toEqual({ ietf_headers: true, failed_keys: { max_attempts: 5, per: 30_000, block_for: 60_000 } });
+    expect(config.rate_limiting).toEqual({ ietf_headers: true, failed_keys: { max_attempts: 5, per: 30_000, block_for: 60_000 }, concurrency_lease: 30_000 });
     expect(config.keys[0]).toEqual({ name: 'demo', tier: 'free', key: 'sk_test_0123456789abcdef', scopes: ['users:read'] });
   });
 

@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import type { RedisClient } from '../redis/client';
+import { SLOT_RENEW } from './scripts';
+
+type ScriptedClient = RedisClient & { sluiceSlotRenew(key: string, leaseMs: number, token: string): Promise<number> };
+
+interface Lease {
+  readonly key: string;
+  readonly leaseMs: number;
+}
+
+/**
+ * This replica's concurrency slots in Redis (leases in a sorted set per key, taken by the limit
+ * script). One timer renews every live lease each third of the shortest lease, auto-pipelined (one
+ * batch per Redis node), so an answer streaming for hours keeps its slot while only a dead
+ * replica's slots expire. Giving a slot back is one ZREM. Both are best effort: a failed call
+ * leaves a lease that expires on its own within its lease time.
+ */
+export class SlotLeases {
+  private readonly client: ScriptedClient;
+  private readonly leases = new Map<string, Lease>();
+  /** Unique per process, so tokens never collide across replicas or restarts. */
+  private readonly tokenPrefix = randomBytes(6).toString('hex');
+  private sequence = 0;
+  private timer?: NodeJS.Timeout;
+  private renewEveryMs = Infinity;
+
+  constructor(client: RedisClient) {
+    client.defineCommand('sluiceSlotRenew', { numberOfKeys: 1, lua: SLOT_RENEW });
+    this.client = client as ScriptedClient;
+  }
+
+  /** A new request's token: the member of its lease. */
+  nextToken(): string {
+    return `${this.tokenPrefix}:${++this.sequence}`;
+  }
+
+  /** Keeps the lease alive until the returned function gives it back (once; later calls do nothing). */
+  hold(key: string, token: string, leaseMs: number): () => void {
+    this.leases.set(token, { key, leaseMs });
+    this.schedule(leaseMs);
+    return () => {
+      if (!this.leases.delete(token)) return;
+      this.client.zrem(key, token).catch(() => undefined); // else the lease expires by itself
+      if (this.leases.size === 0) this.stop();
+    };
+  }
+
+  /** Leases this replica holds (for tests). */
+  get size(): number {
+    return this.leases.size;
+  }
+
+  private schedule(leaseMs: number): void {
+    const every = Math.max(100, Math.floor(leaseMs / 3));
+    if (this.timer && every >= this.renewEveryMs) return;
+    this.stop();
+    this.renewEveryMs = every;
+    this.timer = setInterval(() => this.renew(), every);
+    this.timer.unref();
+  }
+
+  private renew(): void {
+    for (const [token, { key, leaseMs }] of this.leases) {
+      this.client.sluiceSlotRenew(key, leaseMs, token).catch(() => undefined); // retried next tick
+    }
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.renewEveryMs = Infinity;
+  }
+
+  close(): void {
+    this.stop();
+    this.leases.clear();
+  }
+}
