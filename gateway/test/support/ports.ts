@@ -1,22 +1,52 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
-/** A port that was free a moment ago: bind 127.0.0.1:0, read the port, close. */
-export function freePort(): Promise<number> {
+/** Where the kernel picks ports for outgoing connections (and for listen(0)). */
+function ephemeralStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+const EPHEMERAL_START = ephemeralStart();
+const LOWEST = 20000;
+
+/**
+ * A port that was free a moment ago, for a server a test starts later (a gateway's admin port that a
+ * CLI must find). Picked at random below the ephemeral range: a port from listen(0) was taken now and
+ * then, between the check and the gateway's bind, by some other suite's outgoing connection.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 20 && EPHEMERAL_START > LOWEST + 1000; attempt++) {
+    const port = LOWEST + Math.floor(Math.random() * (EPHEMERAL_START - LOWEST));
+    if (await canBind(port)) return port;
+  }
+  return bindAndRelease(0);
+}
+
+function canBind(port: number): Promise<boolean> {
+  return bindAndRelease(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+function bindAndRelease(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close((err) => (err ? reject(err) : resolve(port)));
+    server.listen(port, '127.0.0.1', () => {
+      const bound = (server.address() as net.AddressInfo).port;
+      server.close((err) => (err ? reject(err) : resolve(bound)));
     });
   });
 }
 
 /**
- * A port where nothing listens, for "connection refused" upstreams.
- * A port just released by freePort() is not reused by the kernel's ephemeral
- * allocator right away, and we check that a connect really is refused.
+ * A port where nothing listens, for "connection refused" upstreams (checked: a connect really is
+ * refused). Below the ephemeral range, no outgoing connection takes it meanwhile.
  */
 export async function closedPort(): Promise<number> {
   for (let attempt = 0; attempt < 5; attempt++) {
