@@ -173,6 +173,12 @@ if window_count < #KEYS then
 end
 
 local result = { allowed, now }
+-- Each window and step reports used, blocking (0|1) and reset, in order.
+local function report(used, blocking, reset)
+  result[#result + 1] = used
+  result[#result + 1] = blocking and 1 or 0
+  result[#result + 1] = reset
+end
 local counting = allowed == 1 and cost > 0
 for i = 1, window_count do
   local w = windows[i]
@@ -182,11 +188,7 @@ for i = 1, window_count do
     redis.call('PEXPIRE', KEYS[i], w.window + w.width)
     used = used + cost
   end
-  local blocking = 0
-  if w.blocking then blocking = 1 end
-  result[#result + 1] = used
-  result[#result + 1] = blocking
-  result[#result + 1] = w.reset
+  report(used, w.blocking, w.reset)
 end
 if steps then
   for _, step in ipairs(steps) do
@@ -202,11 +204,7 @@ if steps then
       redis.call('PEXPIRE', step.key, step.lease * 2)
       used = used + 1
     end
-    local blocking = 0
-    if step.blocking then blocking = 1 end
-    result[#result + 1] = used
-    result[#result + 1] = blocking
-    result[#result + 1] = step.reset
+    report(used, step.blocking, step.reset)
   end
 end
 return result

@@ -81,15 +81,10 @@ export async function initStore(configFile: string, env: NodeJS.ProcessEnv = pro
 }
 
 /** Initialises the config's key store (initStore), then starts a replica on it (spawnGateway). */
-export async function startGateway(
-  configFile: string,
-  env: NodeJS.ProcessEnv = process.env,
-  startTimeoutMs = 15_000,
-  cli = CLI,
-  serveArgs: string[] = [],
-): Promise<TestGateway> {
+export async function startGateway(...args: Parameters<typeof spawnGateway>): Promise<TestGateway> {
+  const [configFile, env = process.env] = args;
   await initStore(configFile, env);
-  return spawnGateway(configFile, env, startTimeoutMs, cli, serveArgs);
+  return spawnGateway(...args);
 }
 
 /**
