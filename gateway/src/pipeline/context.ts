@@ -37,6 +37,11 @@ export interface RequestContext {
   anonymous?: AnonymousCaller;
   /** Headers every response to this request carries, success or error (e.g. rate-limit headers). */
   responseHeaders: Record<string, string>;
+  /**
+   * Set while the request holds a concurrency slot: gives it back. The answer's last bytes wait for
+   * it, so a client that sends its next request once this one is answered finds the slot free.
+   */
+  giveBackSlot?: () => void | Promise<void>;
   upstreamTarget?: string;
   status?: number;
   error?: GatewayError;

@@ -43,6 +43,8 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
     if (err.code === 'internal_error') {
       ctx.runtime.log.error({ request_id: ctx.requestId, err: err.cause }, 'unexpected error in the request path');
     }
+    // A slot held is free before the client reads its answer (see RequestContext.giveBackSlot).
+    if (ctx.giveBackSlot) await ctx.giveBackSlot();
     answerError(ctx, err);
   } finally {
     finish(ctx);

@@ -128,12 +128,13 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     const answerHeaders = { ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId), ...ctx.responseHeaders };
     if (answersWithoutBody(method, status)) {
       res.writeHead(status, bodilessHeaders(method, status, answerHeaders));
+      if (ctx.giveBackSlot) await ctx.giveBackSlot();
       res.end();
       discardBody(upstreamResponse.body, (err) => warnExtraBytes(ctx, err));
       return;
     }
     res.writeHead(status, answerHeaders);
-    const failure = await relay(upstreamResponse.body, res, listen.send_timeout);
+    const failure = await relay(upstreamResponse.body, res, listen.send_timeout, ctx.giveBackSlot);
     if (failure && !ctx.abort.signal.aborted) {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
     }
@@ -282,8 +283,9 @@ async function* untilAbortedIterable(stream: Readable, signal: AbortSignal): Asy
  * Resolves with the upstream's error if its body failed; the client connection is then cut, the only
  * honest signal once headers are sent. A client that goes away, or stops reading for `sendTimeoutMs`
  * (listen.send_timeout), is cut and stops the upstream body too, which frees its connection.
+ * `beforeEnd` (giving back a concurrency slot) runs once the body is in, before the answer ends.
  */
-function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number): Promise<Error | undefined> {
+function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number, beforeEnd?: () => void | Promise<void>): Promise<Error | undefined> {
   return new Promise((resolve) => {
     const socket = res.socket;
     const unwatch = socket ? watchForStall({ stalled: sendStall(socket, sendTimeoutMs), onStall: () => res.destroy() }) : () => undefined;
@@ -297,6 +299,11 @@ function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number): Prom
       if (!res.writableFinished) body.destroy();
       resolve(undefined);
     });
-    body.pipe(res);
+    if (beforeEnd) {
+      body.pipe(res, { end: false });
+      body.once('end', () => void Promise.resolve(beforeEnd()).then(() => res.end()));
+    } else {
+      body.pipe(res);
+    }
   });
 }

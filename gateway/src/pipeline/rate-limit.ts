@@ -67,13 +67,19 @@ function shadowBlocking(decision: LimitDecision): string[] | undefined {
 
 /**
  * Gives the request's slot back when its answer ends, whatever the way: the response finished or
- * failed, the client went away, or the upgraded connection (a WebSocket) closed.
+ * failed, the client went away, or the upgraded connection (a WebSocket) closed. An answer that ends
+ * normally gives it back first, before its last bytes (ctx.giveBackSlot); the close event is the net
+ * for every other way.
  */
-function releaseWhenAnswered(ctx: RequestContext, release: () => void): void {
+function releaseWhenAnswered(ctx: RequestContext, release: () => void | Promise<void>): void {
   const stream = ctx.reply.kind === 'http' ? ctx.reply.res : ctx.reply.socket;
   // The client may have gone while the limiter decided: its close event has passed already.
-  if (stream.destroyed || ctx.req.socket.destroyed) return release();
-  stream.once('close', release);
+  if (stream.destroyed || ctx.req.socket.destroyed) {
+    void release();
+    return;
+  }
+  stream.once('close', () => void release());
+  ctx.giveBackSlot = release;
 }
 
 /** 429 when the key has as many requests in flight as its tier allows; slots free as answers end. */

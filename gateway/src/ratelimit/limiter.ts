@@ -89,9 +89,10 @@ export interface LimitDecision {
   readonly concurrency?: ConcurrencyState;
   /**
    * Set when an admitted request took a slot: gives it back (once; later calls do nothing). The
-   * caller calls it when the answer ends, whatever the way.
+   * caller calls it when the answer ends, whatever the way; a promise settles (never rejects) once
+   * the slot is free for the next request.
    */
-  readonly release?: () => void;
+  readonly release?: () => void | Promise<void>;
 }
 
 export interface Limiter {

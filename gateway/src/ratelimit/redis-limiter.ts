@@ -34,7 +34,7 @@ export class RedisLimiter implements Limiter {
   ) {
     client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
     this.client = client as ScriptedClient;
-    this.slots = new SlotLeases(client);
+    this.slots = new SlotLeases(client, deadline);
   }
 
   /** `nowMs` replaces Redis TIME: only for tests that replay exact timings. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from '../redis/client';
+import type { RedisDeadline } from '../redis/deadline';
 import { SLOT_RENEW } from './scripts';
 
 type ScriptedClient = RedisClient & { sluiceSlotRenew(key: string, leaseMs: number, token: string): Promise<number> };
@@ -13,8 +14,9 @@ interface Lease {
  * This replica's concurrency slots in Redis (leases in a sorted set per key, taken by the limit
  * script). One timer renews every live lease each third of the shortest lease, auto-pipelined (one
  * batch per Redis node), so an answer streaming for hours keeps its slot while only a dead
- * replica's slots expire. Giving a slot back is one ZREM. Both are best effort: a failed call
- * leaves a lease that expires on its own within its lease time.
+ * replica's slots expire. Giving a slot back is one ZREM, which the caller can wait for (under the
+ * store's deadline) so the client's next request finds the slot free. Both are best effort: a
+ * failed call leaves a lease that expires on its own within its lease time.
  */
 export class SlotLeases {
   private readonly client: ScriptedClient;
@@ -25,7 +27,11 @@ export class SlotLeases {
   private timer?: NodeJS.Timeout;
   private renewEveryMs = Infinity;
 
-  constructor(client: RedisClient) {
+  constructor(
+    client: RedisClient,
+    /** Bounds each give-back (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
+    private readonly deadline?: RedisDeadline,
+  ) {
     client.defineCommand('sluiceSlotRenew', { numberOfKeys: 1, lua: SLOT_RENEW });
     this.client = client as ScriptedClient;
   }
@@ -35,14 +41,18 @@ export class SlotLeases {
     return `${this.tokenPrefix}:${++this.sequence}`;
   }
 
-  /** Keeps the lease alive until the returned function gives it back (once; later calls do nothing). */
-  hold(key: string, token: string, leaseMs: number): () => void {
+  /**
+   * Keeps the lease alive until the returned function gives it back (once; later calls do nothing).
+   * Its promise settles when Redis has removed the lease, or failed to; it never rejects.
+   */
+  hold(key: string, token: string, leaseMs: number): () => Promise<void> {
     this.leases.set(token, { key, leaseMs });
     this.schedule(leaseMs);
-    return () => {
+    return async () => {
       if (!this.leases.delete(token)) return;
-      this.client.zrem(key, token).catch(() => undefined); // else the lease expires by itself
       if (this.leases.size === 0) this.stop();
+      const call = () => this.client.zrem(key, token);
+      await (this.deadline ? this.deadline.run(key, call) : call()).catch(() => undefined); // else the lease expires by itself
     };
   }
 

@@ -82,6 +82,7 @@ describe('concurrency on 3 replicas (default lease)', () => {
         tiers: {
           conc: { limits: [{ requests: 100000, per: '1m' }], concurrency: 3, scopes: ['*'] },
           tight: { limits: [{ requests: 3, per: '1m' }], concurrency: 1, scopes: ['*'] },
+          serial: { limits: [{ requests: 100000, per: '1m' }], concurrency: 1, scopes: ['*'] },
           plain: { limits: [{ requests: 100000, per: '1m' }], scopes: ['*'] },
           shadowed: { limits: [{ requests: 100000, per: '1m' }], concurrency: { limit: 2, mode: 'shadow' }, scopes: ['*'] },
           trial: { limits: [{ requests: 100000, per: '1m' }], concurrency: 1, mode: 'shadow', scopes: ['*'] },
@@ -169,6 +170,26 @@ describe('concurrency on 3 replicas (default lease)', () => {
     expectEnvelope(await send(`${replicas[1].url}/v1/app/reset-early`, { headers: { 'x-api-key': key } }), 502, 'bad_gateway');
     await allReleased(id);
     expect((await send(`${replicas[2].url}/v1/app/ok`, { headers: { 'x-api-key': key } })).status).toBe(200);
+  });
+
+  it('a client that sends each request once the last is answered is never refused, on any replica, whatever the answer', async () => {
+    const { id, key } = await createKey(admin, { name: 'serial', tier: 'serial' });
+    // The slot is free before the answer's last bytes leave: a streamed body, a bodiless answer
+    // (HEAD, 204), the upstream's error, the gateway's own 502 envelope.
+    const asks: Array<[string, string, number]> = [
+      ['GET', '/v1/app/ok', 200],
+      ['HEAD', '/v1/app/ok', 200],
+      ['GET', '/v1/app/status?code=204', 204],
+      ['GET', '/v1/app/status?code=500', 500],
+      ['GET', '/v1/app/reset-early', 502],
+    ];
+    const statuses: number[] = [];
+    for (let i = 0; i < 75; i++) {
+      const [method, path] = asks[i % asks.length];
+      statuses.push((await send(`${replicas[i % 3].url}${path}`, { method, headers: { 'x-api-key': key } })).status);
+    }
+    expect(statuses).toEqual(Array.from({ length: 75 }, (_, i) => asks[i % asks.length][2]));
+    expect(await inFlight(id)).toBe(0);
   });
 
   it('a request refused by a window takes no slot; one refused for lack of a slot counts in no window', async () => {
