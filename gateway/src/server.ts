@@ -10,6 +10,7 @@ import { parserRefusal } from './http/parser-refusal';
 import { requestLimits } from './http/request-limits';
 import { connectionEvent, createListener, prepareRenewal } from './http/tls-listener';
 import { BODY_MALFORMED, type RequestContext, type Reply } from './pipeline/context';
+import { RequestAbort } from './pipeline/abort';
 import { httpSteps, runPipeline, upgradeSteps } from './pipeline';
 import { finish } from './pipeline/finish';
 import { answerNow, answerUnparsed } from './pipeline/answer';
@@ -78,7 +79,7 @@ export class GatewayServer {
       reply,
       runtime: this.getRuntime(),
       startedAt: performance.now(),
-      abort: new AbortController(),
+      abort: new RequestAbort(),
       requestId: '',
       clientAddress: '',
       path: '',

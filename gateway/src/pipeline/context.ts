@@ -4,6 +4,7 @@ import type { GatewayError } from '../errors/envelope';
 import type { CompiledRoute } from '../routing/route-table';
 import type { Runtime } from '../runtime';
 import type { ApiKeyRecord } from '../keys/types';
+import type { RequestAbort } from './abort';
 
 /** Where the answer goes: a normal response, or the raw socket of a WebSocket upgrade. */
 export type Reply =
@@ -24,7 +25,7 @@ export interface RequestContext {
   readonly runtime: Runtime;
   readonly startedAt: number;
   /** Aborted when the client goes away, so upstream work stops too (or with one of the reasons below). */
-  readonly abort: AbortController;
+  readonly abort: RequestAbort;
   requestId: string;
   clientAddress: string;
   path: string;
@@ -55,7 +56,7 @@ export const BODY_MALFORMED = Symbol('request body malformed'); // node's parser
 export const BODY_STALLED = Symbol('request body stalled'); // no body bytes for listen.body_timeout: 408
 
 /** Whether the request was aborted because the client went away: nobody is left to answer. */
-export function clientWentAway(signal: AbortSignal): boolean {
+export function clientWentAway(signal: RequestAbort): boolean {
   return signal.aborted && signal.reason !== UPSTREAM_TIMED_OUT && signal.reason !== BODY_MALFORMED && signal.reason !== BODY_STALLED;
 }
 

@@ -34,7 +34,7 @@ export async function runPipeline(ctx: RequestContext, steps: readonly Step[], f
       if (ctx.handled) break;
     }
   } catch (thrown) {
-    if (clientWentAway(ctx.abort.signal)) {
+    if (clientWentAway(ctx.abort)) {
       // The client went away, which is why the step failed: there is nobody left to answer.
       ctx.status = CLIENT_CLOSED_REQUEST;
       return;

@@ -7,6 +7,7 @@ import { upstreamErrors } from '../metrics/registry';
 import type { Breaker } from '../proxy/breaker';
 import { clientResponseHeaders } from '../proxy/headers';
 import { rawResponseHead } from '../http/raw-response';
+import type { RequestAbort } from './abort';
 import { UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 import { logAttemptFailure, noConnectionInTime, upstreamRequest, warnExtraBytes } from './proxy';
 import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
@@ -40,17 +41,17 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
       answer = await exchangeUpgrade(
         target.pool,
         { method: 'GET', path, headers, upgrade: PROTOCOL, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
-        ctx.abort.signal,
+        ctx.abort,
         progress,
       );
     } catch (err) {
-      if (ctx.abort.signal.reason === UPSTREAM_TIMED_OUT) {
+      if (ctx.abort.reason === UPSTREAM_TIMED_OUT) {
         if (!progress.dispatched) throw noConnectionInTime(); // our capacity, not the target's speed
         settle('failure');
         upstreamErrors.inc({ upstream: ctx.route!.route.upstream, code: 'gateway_timeout' });
         throw new GatewayError('gateway_timeout', { cause: err });
       }
-      if (ctx.abort.signal.aborted) throw err; // the client's doing, not the target's
+      if (ctx.abort.aborted) throw err; // the client's doing, not the target's
       const failure = mapUpstreamError(err);
       // undici refusing the client's request, or our pool closed by a reload: not the target's doing.
       if (isClientFault(failure) || failure.code === 'service_unavailable') throw failure;
@@ -92,7 +93,7 @@ export async function proxyUpgrade(ctx: RequestContext): Promise<void> {
     }
     writeHead(client, status, declinedHeaders(ctx, status, answer.headers));
     const failure = await relay(body, client);
-    if (failure && !ctx.abort.signal.aborted) {
+    if (failure && !ctx.abort.aborted) {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
     }
   } finally {
@@ -117,7 +118,7 @@ function firstVerdict(breaker: Breaker): (verdict: 'success' | 'failure' | 'rele
  * and a streamed body when it declined. Rejects on transport failures, and when `signal` aborts
  * before the answer; an abort after it stops the body.
  */
-function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal: AbortSignal, progress: { dispatched: boolean }): Promise<UpgradeAnswer> {
+function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal: RequestAbort, progress: { dispatched: boolean }): Promise<UpgradeAnswer> {
   return new Promise((resolve, reject) => {
     // Set once undici starts the request on a connection; until then it waits in the pool's queue.
     let controller: Dispatcher.DispatchController | undefined;
@@ -127,9 +128,9 @@ function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal
       controller?.abort(reason); // otherwise onRequestStart aborts it
       reject(reason); // no effect once answered
     };
-    const done = () => signal.removeEventListener('abort', onAbort);
+    const done = () => signal.off('abort', onAbort);
     if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    signal.once('abort', onAbort);
 
     pool.dispatch(options, {
       onRequestStart(started) {

@@ -12,6 +12,7 @@ import type { Target } from '../proxy/upstreams';
 import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
+import type { RequestAbort } from './abort';
 import { BODY_MALFORMED, BODY_STALLED, clientWentAway, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 
 // Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
@@ -66,7 +67,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   let giveBackShare: () => void = () => {};
   try {
     const body = await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout);
-    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer ? ctx.consumer.id : ctx.anonymous!.subject, ctx.abort.signal);
+    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer ? ctx.consumer.id : ctx.anonymous!.subject, ctx.abort);
     giveBackShare =
       typeof claimed === 'function'
         ? claimed
@@ -90,20 +91,20 @@ export async function proxy(ctx: RequestContext): Promise<void> {
             body,
             headersTimeout: Math.max(1, deadline - Date.now()),
             bodyTimeout: timeoutMs,
-            signal: ctx.abort.signal,
+            signal: ctx.abort,
             onDispatch: () => (dispatched = true),
           }),
-          ctx.abort.signal,
+          ctx.abort,
         );
         attemptTimer();
         break;
       } catch (err) {
         const failure = attemptFailure(ctx, err, dispatched, body);
-        if (clientWentAway(ctx.abort.signal) || failure.code === 'service_unavailable' || isClientFault(failure)) {
+        if (clientWentAway(ctx.abort) || failure.code === 'service_unavailable' || isClientFault(failure)) {
           target.breaker.release(); // not the target's doing
           throw failure;
         }
-        if (ctx.abort.signal.reason !== UPSTREAM_TIMED_OUT && !isKnownUpstreamFailure(err)) {
+        if (ctx.abort.reason !== UPSTREAM_TIMED_OUT && !isKnownUpstreamFailure(err)) {
           // Answered 502, but it may be a bug of ours rather than the upstream's: say so, eject nobody.
           ctx.runtime.log.warn({ request_id: ctx.requestId, err: (err as Error)?.message }, 'unrecognised upstream failure');
           target.breaker.release();
@@ -135,7 +136,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     }
     res.writeHead(status, answerHeaders);
     const failure = await relay(upstreamResponse.body, res, listen.send_timeout, ctx.giveBackSlot);
-    if (failure && !ctx.abort.signal.aborted) {
+    if (failure && !ctx.abort.aborted) {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
     }
   } finally {
@@ -146,7 +147,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
 
 /** An upstream sent a body with an answer that has none: the client got the head alone, the connection is gone. */
 export function warnExtraBytes(ctx: RequestContext, err: Error): void {
-  if (ctx.abort.signal.aborted) return;
+  if (ctx.abort.aborted) return;
   ctx.runtime.log.warn({ request_id: ctx.requestId, status: ctx.status, err: err.message }, 'upstream sent a body with a bodiless answer; its connection was dropped');
 }
 
@@ -156,7 +157,7 @@ export function warnExtraBytes(ctx: RequestContext, err: Error): void {
  * saturation (503); the rest is the upstream's (502/504). The caller tells a client gone by the signal.
  */
 function attemptFailure(ctx: RequestContext, err: unknown, dispatched: boolean, body: Buffer | BodyCounter | null): GatewayError {
-  const reason: unknown = ctx.abort.signal.reason;
+  const reason: unknown = ctx.abort.reason;
   const clientFault = bodyFault(ctx, body instanceof BodyCounter ? body : null);
   if (clientFault) return clientFault;
   if (reason === UPSTREAM_TIMED_OUT && !dispatched) return noConnectionInTime();
@@ -181,7 +182,7 @@ export function logAttemptFailure(ctx: RequestContext, target: Target, err: unkn
 
 /** The client's fault in sending its body, if it is one: too large (413), malformed (400), too slow (408). */
 function bodyFault(ctx: RequestContext, counter: BodyCounter | null): GatewayError | undefined {
-  const reason: unknown = ctx.abort.signal.reason;
+  const reason: unknown = ctx.abort.reason;
   if (counter?.overLimit) return payloadTooLarge(ctx);
   if (reason === BODY_MALFORMED) return malformedBody();
   // The route's timeout passing while the body is still arriving is the client's fault too.
@@ -207,7 +208,7 @@ async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeout
   if (!(declared <= bufferBytes)) return counter;
   const chunks: Buffer[] = [];
   try {
-    for await (const chunk of untilAbortedIterable(counter, ctx.abort.signal)) chunks.push(chunk as Buffer);
+    for await (const chunk of untilAbortedIterable(counter, ctx.abort)) chunks.push(chunk as Buffer);
   } catch (err) {
     throw bodyFault(ctx, counter) ?? err; // else the client went away: nobody to answer
   }
@@ -243,18 +244,18 @@ function pickAnother(ctx: RequestContext, failed: Target, failure: GatewayError)
  * `promise`, or a rejection as soon as `signal` aborts. undici leaves an aborted request in the pool's
  * queue, its promise unsettled, until a connection frees up; the caller must not wait for that.
  */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+function untilAborted<T>(promise: Promise<T>, signal: RequestAbort): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    signal.once('abort', onAbort);
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        signal.off('abort', onAbort);
         resolve(value);
       },
       (err) => {
-        signal.removeEventListener('abort', onAbort);
+        signal.off('abort', onAbort);
         reject(err);
       },
     );
@@ -266,14 +267,14 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /** Reads `stream` until it ends, or fails as soon as `signal` aborts. */
-async function* untilAbortedIterable(stream: Readable, signal: AbortSignal): AsyncGenerator<unknown> {
+async function* untilAbortedIterable(stream: Readable, signal: RequestAbort): AsyncGenerator<unknown> {
   const onAbort = () => stream.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
   if (signal.aborted) onAbort();
-  signal.addEventListener('abort', onAbort, { once: true });
+  signal.once('abort', onAbort);
   try {
     yield* stream;
   } finally {
-    signal.removeEventListener('abort', onAbort);
+    signal.off('abort', onAbort);
   }
 }
 

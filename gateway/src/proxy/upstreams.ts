@@ -3,6 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Pool } from 'undici';
 import type { Upstream } from '../config/schema';
 import { serviceUnavailable } from '../errors/envelope';
+import type { RequestAbort } from '../pipeline/abort';
 import { Breaker } from './breaker';
 import { watchDispatch, type WatchedDispatcher } from './dispatch-watch';
 import { upstreamTlsOptions } from './upstream-tls';
@@ -109,7 +110,7 @@ export class Upstreams {
    * share (nearly always) the answer is immediate; a wait rejects with the signal's reason if it
    * aborts first (the route's timeout, or the client gone).
    */
-  claim(name: string, key: string, signal: AbortSignal): (() => void) | Promise<() => void> {
+  claim(name: string, key: string, signal: RequestAbort): (() => void) | Promise<() => void> {
     const entry = this.entry(name);
     let share = entry.shares.get(key);
     if (!share) entry.shares.set(key, (share = { held: 0, waiting: [] }));
@@ -120,7 +121,7 @@ export class Upstreams {
     }
     return new Promise<() => void>((resolve, reject) => {
       const waiter = () => {
-        signal.removeEventListener('abort', onAbort);
+        signal.off('abort', onAbort);
         resolve(once(release)); // the slot was handed over: `held` did not change
       };
       const onAbort = () => {
@@ -129,7 +130,7 @@ export class Upstreams {
       };
       if (signal.aborted) return reject(signal.reason);
       share.waiting.push(waiter);
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal.once('abort', onAbort);
     });
   }
 
