@@ -1,5 +1,5 @@
 // The load-test harness (issue 7): `npm run bench` (full, ~15 min) or `npm run bench -- --quick` (~1.5 min).
-//   node load-tests/bench.mjs [--quick] [--only headline,many-keys,rejections,large-bodies,soak,workers]
+//   node load-tests/bench.mjs [--quick] [--only headline,many-keys,rejections,large-bodies,soak,workers,limits,clients]
 //                             [--tool wrk|autocannon] [--rounds N] [--seconds N] [--connections N]
 // Runs each scenario (scenarios/*.mjs) with its own processes, prints one progress line per case per
 // round on stderr, prints the tables, and writes load-tests/RESULTS.md. Needs a built dist/ (npm run
@@ -22,8 +22,9 @@ import * as largeBodies from './scenarios/large-bodies.mjs';
 import * as soak from './scenarios/soak.mjs';
 import * as workers from './scenarios/workers.mjs';
 import * as limits from './scenarios/limits.mjs';
+import * as clients from './scenarios/clients.mjs';
 
-const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak, workers, limits };
+const SCENARIOS = { headline, 'many-keys': manyKeys, rejections, 'large-bodies': largeBodies, soak, workers, limits, clients };
 
 const { values } = parseArgs({
   options: {

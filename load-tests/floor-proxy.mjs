@@ -1,7 +1,8 @@
 // The floor: the bare undici proxy (bare-proxy.mjs) plus the least a rate-limited gateway must do per
 // request — SHA-256 of the key and one auto-pipelined EVALSHA of sluice's own sliding-window script
 // deciding two windows, through ioredis as the gateway uses it. sluice's full path is measured as a
-// ratio to this.
+// ratio to this. REDIS_CLIENT=node-redis (or node-redis-5) makes the same EVALSHA through node-redis
+// instead, for the client comparison (bench scenario `clients`).
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -19,15 +20,29 @@ const WINDOWS = [
   [10_000_000_000, 86_400_000],
 ];
 
-const redis = new Redis(process.env.REDIS_URL, { enableAutoPipelining: true, maxRetriesPerRequest: 0 });
-redis.defineCommand('slidingWindow', { lua: SLIDING_WINDOW });
+/** decide(keys, args): the script's reply, through the client under test; resolves once it is connected. */
+async function connect(client) {
+  if (client === 'ioredis') {
+    const redis = new Redis(process.env.REDIS_URL, { enableAutoPipelining: true, maxRetriesPerRequest: 0 });
+    redis.defineCommand('slidingWindow', { lua: SLIDING_WINDOW });
+    await new Promise((resolve) => redis.once('ready', resolve));
+    return (keys, args) => redis.slidingWindow(keys.length, ...keys, ...args);
+  }
+  // node-redis writes every command of one tick in one go (its own pipelining); arguments are strings.
+  const { createClient } = require(client === 'node-redis-5' ? 'redis5' : 'redis');
+  const redis = createClient({ url: process.env.REDIS_URL, disableOfflineQueue: true });
+  await redis.connect();
+  const sha = await redis.scriptLoad(SLIDING_WINDOW);
+  return (keys, args) => redis.evalSha(sha, { keys, arguments: args.map(String) });
+}
+const decide = await connect(process.env.REDIS_CLIENT ?? 'ioredis');
 const pool = new Pool(process.env.UPSTREAM, { connections: 128 });
 
 const server = http.createServer(async (req, res) => {
   try {
     const id = createHash('sha256').update(String(req.headers['x-api-key'])).digest('hex');
     const keys = WINDOWS.map(([, ms]) => `floor:rl:{${id}}:${ms}`);
-    const decision = await redis.slidingWindow(keys.length, ...keys, 1, '', ...WINDOWS.flat());
+    const decision = await decide(keys, [1, '', ...WINDOWS.flat()]);
     if (Number(decision[0]) !== 1) return void res.writeHead(429).end();
     const upstream = await pool.request({ path: req.url, method: req.method, headers: { 'x-forwarded-for': req.socket.remoteAddress } });
     res.writeHead(upstream.statusCode, upstream.headers);
@@ -37,5 +52,5 @@ const server = http.createServer(async (req, res) => {
   }
 });
 server.keepAliveTimeout = 60_000;
-redis.once('ready', () => server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port }))));
+server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
 process.on('SIGTERM', () => process.exit(0)); // a normal exit, so --cpu-prof writes its profile

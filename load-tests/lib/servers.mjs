@@ -38,10 +38,10 @@ export async function startBareUndici(group, upstream) {
 }
 
 /** Baseline 3, the floor: bare undici + SHA-256 of the key + one EVALSHA of sluice's window script (floor-proxy.mjs). */
-export async function startFloor(group, upstream, redis, nodeArgs = []) {
-  const p = await group.start('floor', process.execPath, [...nodeArgs, here('floor-proxy.mjs')], {
+export async function startFloor(group, upstream, redis, nodeArgs = [], client = 'ioredis') {
+  const p = await group.start(`floor-${client}`, process.execPath, [...nodeArgs, here('floor-proxy.mjs')], {
     core: CORE.proxy,
-    env: { UPSTREAM: upstream.url, REDIS_URL: redis.url },
+    env: { UPSTREAM: upstream.url, REDIS_URL: redis.url, REDIS_CLIENT: client },
     readyLine: portLine,
   });
   return { ...p, url: url(p.port) };
