@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { keyCacheLookups } from '../metrics/registry';
+import { keyCacheLookupsBy } from '../metrics/registry';
 import { hashSecret, opensWith } from './records';
 import { StoreBusyError, StoreUnavailableError } from '../redis/errors';
 import type { ApiKeyRecord, KeyStore } from './types';
@@ -60,7 +60,7 @@ export class KeyCache {
     const opened = (record: ApiKeyRecord | null) => (record && opensWith(record, secretHash) ? record : null);
     const fresh = this.cache.get(secretHash);
     if (fresh && fresh.epoch === this.epoch) {
-      keyCacheLookups.inc({ result: 'hit' });
+      keyCacheLookupsBy('hit').inc();
       return { record: opened(fresh.record), cached: true };
     }
     const storeSuspect = this.probeInFlight || Date.now() < this.storeDownUntil;
@@ -81,7 +81,7 @@ export class KeyCache {
     try {
       const record = await this.store.findBySecretHash(secretHash);
       this.storeDownUntil = 0;
-      keyCacheLookups.inc({ result: 'miss' });
+      keyCacheLookupsBy('miss').inc();
       if (!record) this.cache.delete(secretHash);
       else if (generation === this.generation) this.remember(secretHash, record);
       return { record: opened(record), cached: false };
@@ -102,7 +102,7 @@ export class KeyCache {
     cause?: StoreUnavailableError,
   ): { record: ApiKeyRecord | null; cached: boolean } {
     const stale = this.cache.get(secretHash, { allowStale: true });
-    keyCacheLookups.inc({ result: stale ? 'stale' : 'miss' });
+    keyCacheLookupsBy(stale ? 'stale' : 'miss').inc();
     if (!stale) throw cause ?? new StoreUnavailableError('the key store failed moments ago');
     return { record: opened(stale.record), cached: true };
   }

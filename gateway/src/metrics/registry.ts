@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 // Every metric name and label is declared here, and only here (the README's metrics table lists
@@ -205,6 +206,7 @@ export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outc
 export const quotaRefusalsBy = children(quotaRefusals); // (tier, period)
 export const concurrencyRefusalsBy = children(concurrencyRefusals); // (tier)
 export const errorsBy = children(errors); // (code, status)
+export const keyCacheLookupsBy = children(keyCacheLookups); // (result)
 
 // ---- label values known before the first event (metrics/known-series.ts exports them at 0) -----
 
@@ -218,15 +220,31 @@ export const RELOAD_RESULTS = ['ok', 'failed'] as const;
 export const REDIS_OPERATIONS = ['ratelimit', 'key_lookup', 'key_read', 'key_write', 'key_list', 'marker'] as const;
 export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
-/** Times a Redis round trip into the duration histogram, and counts its failure. */
-export async function timeRedis<T>(operation: RedisOperation, run: () => Promise<T>): Promise<T> {
-  const end = redisDuration.startTimer({ operation });
+const redisDurationBy = children(redisDuration); // (operation)
+const redisErrorsBy = children(redisErrors); // (operation)
+
+/**
+ * Times a Redis round trip into the duration histogram, and counts its failure. Not an async
+ * function, and no prom-client timer: one promise and two allocations fewer on every request.
+ */
+export function timeRedis<T>(operation: RedisOperation, run: () => Promise<T>): Promise<T> {
+  const startedAt = performance.now();
+  const observe = () => redisDurationBy(operation).observe((performance.now() - startedAt) / 1000);
+  let pending: Promise<T>;
   try {
-    return await run();
+    pending = run();
   } catch (err) {
-    redisErrors.inc({ operation });
-    throw err;
-  } finally {
-    end();
+    pending = Promise.reject(err);
   }
+  return pending.then(
+    (value) => {
+      observe();
+      return value;
+    },
+    (err: unknown) => {
+      observe();
+      redisErrorsBy(operation).inc();
+      throw err;
+    },
+  );
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
@@ -66,7 +67,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let giveBackShare: () => void = () => {};
   try {
-    const body = await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout);
+    const body = hasBody(ctx.req) ? await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout) : null;
     const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer ? ctx.consumer.id : ctx.anonymous!.subject, ctx.abort);
     giveBackShare =
       typeof claimed === 'function'
@@ -80,7 +81,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     let upstreamResponse;
     for (;;) {
       ctx.upstreamTarget = target.origin;
-      const attemptTimer = upstreamDurationBy(route.upstream).startTimer();
+      const attemptStartedAt = performance.now();
       let dispatched = false;
       try {
         upstreamResponse = await untilAborted(
@@ -96,7 +97,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
           }),
           ctx.abort,
         );
-        attemptTimer();
+        upstreamDurationBy(route.upstream).observe((performance.now() - attemptStartedAt) / 1000);
         break;
       } catch (err) {
         const failure = attemptFailure(ctx, err, dispatched, body);
@@ -191,11 +192,10 @@ function bodyFault(ctx: RequestContext, counter: BodyCounter | null): GatewayErr
 }
 
 /**
- * The body to send: null for none; a Buffer when it is declared small (read whole first, under the
+ * The body of a request that has one: a Buffer when it is declared small (read whole first, under the
  * route's timeout and body_timeout); else the client's stream, counted and watched for stalls.
  */
-async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeoutMs: number): Promise<Buffer | BodyCounter | null> {
-  if (!hasBody(ctx.req)) return null;
+async function requestBody(ctx: RequestContext, bufferBytes: number, bodyTimeoutMs: number): Promise<Buffer | BodyCounter> {
   const counter = new BodyCounter(ctx.route!.route.max_body_bytes);
   // The client's pauses count, not the upstream's: a body waiting for the upstream to take it is not stalled.
   const unwatch = watchForStall({
