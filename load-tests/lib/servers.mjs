@@ -1,7 +1,7 @@
 // The servers a scenario drives: the upstream, the baselines (bare undici, bare http-proxy, nginx)
 // and sluice itself. Each `start…` takes the scenario's process group and returns { pid, port, url }.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -113,6 +113,16 @@ http {
   return { ...p, port, url: url(port) };
 }
 
+/**
+ * The node flags the image starts sluice with (deploy/Dockerfile's ENTRYPOINT, between "node" and
+ * the script): the bench measures sluice as it is shipped.
+ */
+export const IMAGE_NODE_FLAGS = (() => {
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(path.join(ROOT, 'deploy/Dockerfile'), 'utf8'));
+  const argv = JSON.parse(entrypoint[1]);
+  return argv.slice(argv.indexOf('node') + 1, argv.indexOf('dist/cli.js'));
+})();
+
 export const BENCH_KEY = 'sk_bench_0123456789abcdef0123';
 
 /** A tier whose two windows are never reached: the full rate-limit path, never a 429. */
@@ -151,7 +161,7 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   // on a store another case already initialised).
   const init = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'store', 'init', '--config', file], { encoding: 'utf8' });
   if (init.status !== 0) throw new Error(`sluice store init failed: ${init.stderr || init.stdout}`);
-  const p = await group.start(name, process.execPath, [...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
+  const p = await group.start(name, process.execPath, [...IMAGE_NODE_FLAGS, ...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
   await waitFor(`${name} /readyz`, async () => (await fetch(`${url(adminPort)}/readyz`)).status === 200, 15_000, p.child);
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);
   return { ...p, port, adminPort, url: url(port), configFile: file };

@@ -405,6 +405,12 @@ describe('the shipped nginx.conf, run by a real nginx in front of a gateway that
 });
 
 describe('Dockerfile', () => {
+  it('gives node the flags the bench runs sluice with: the bench reads them from the ENTRYPOINT', () => {
+    const bench = readFileSync(repo('load-tests/lib/servers.mjs'), 'utf8');
+    expect(bench).toMatch(/readFileSync\(path\.join\(ROOT, 'deploy\/Dockerfile'\)/);
+    expect(bench).toMatch(/\[\.\.\.IMAGE_NODE_FLAGS, \.\.\.nodeArgs, path\.join\(ROOT, 'dist\/cli\.js'\), 'serve'/);
+  });
+
   const dockerfile = readFileSync(repo('deploy/Dockerfile'), 'utf8');
   const stages = dockerfile.split(/^FROM /m).slice(1);
   const final = stages[stages.length - 1];
@@ -423,7 +429,7 @@ describe('Dockerfile', () => {
     expect(final).toContain('npm ci --omit=dev');
     expect(final).not.toMatch(/npm ci(?! --omit=dev)/);
     expect(final).toContain('CMD ["serve", "--config", "/etc/sluice/gateway.yaml"]');
-    expect(final).toContain('ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/cli.js"]');
+    expect(final).toContain('ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=32", "dist/cli.js"]');
     expect(readFileSync(repo('README.md'), 'utf8')).toContain('/etc/sluice/gateway.yaml');
   });
 });
