@@ -132,9 +132,10 @@ export const OPEN_TIER = { limits: [{ requests: 1_000_000_000, per: '1m' }, { re
  * sluice with a Redis store. `config` is merged over the base: a route `/` to the upstream, the
  * open tier `bench` and the seed key BENCH_KEY. Access log off (log level warn), no drain delay.
  * Waits until the admin /readyz answers 200 and the seed key gets a 200 through the proxy.
- * `args`: more `serve` arguments (`--workers 2`); `core`: what taskset pins it to (default the proxy's core).
+ * `args`: more `serve` arguments (`--workers 2`); `core`: what taskset pins it to (default the proxy's core);
+ * `root`: the checkout whose dist/ runs (load-tests/ab.mjs compares builds).
  */
-export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice', args = [], core = CORE.proxy, nodeArgs = [] }) {
+export async function startSluice(group, { upstream, redis, config = {}, name = 'sluice', args = [], core = CORE.proxy, nodeArgs = [], root = ROOT }) {
   const port = await freePort();
   const adminPort = await freePort();
   const base = {
@@ -159,9 +160,9 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   writeFileSync(file, YAML.stringify(merged));
   // What an operator does before the first replica: declare the store new (seeds BENCH_KEY; a no-op
   // on a store another case already initialised).
-  const init = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'store', 'init', '--config', file], { encoding: 'utf8' });
+  const init = spawnSync(process.execPath, [path.join(root, 'dist/cli.js'), 'store', 'init', '--config', file], { encoding: 'utf8' });
   if (init.status !== 0) throw new Error(`sluice store init failed: ${init.stderr || init.stdout}`);
-  const p = await group.start(name, process.execPath, [...IMAGE_NODE_FLAGS, ...nodeArgs, path.join(ROOT, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
+  const p = await group.start(name, process.execPath, [...IMAGE_NODE_FLAGS, ...nodeArgs, path.join(root, 'dist/cli.js'), 'serve', '--config', file, ...args], { core });
   await waitFor(`${name} /readyz`, async () => (await fetch(`${url(adminPort)}/readyz`)).status === 200, 15_000, p.child);
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);
   return { ...p, port, adminPort, url: url(port), configFile: file };

@@ -408,7 +408,7 @@ describe('Dockerfile', () => {
   it('gives node the flags the bench runs sluice with: the bench reads them from the ENTRYPOINT', () => {
     const bench = readFileSync(repo('load-tests/lib/servers.mjs'), 'utf8');
     expect(bench).toMatch(/readFileSync\(path\.join\(ROOT, 'deploy\/Dockerfile'\)/);
-    expect(bench).toMatch(/\[\.\.\.IMAGE_NODE_FLAGS, \.\.\.nodeArgs, path\.join\(ROOT, 'dist\/cli\.js'\), 'serve'/);
+    expect(bench).toMatch(/\[\.\.\.IMAGE_NODE_FLAGS, \.\.\.nodeArgs, path\.join\(root, 'dist\/cli\.js'\), 'serve'/);
   });
 
   const dockerfile = readFileSync(repo('deploy/Dockerfile'), 'utf8');
