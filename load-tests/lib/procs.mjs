@@ -141,7 +141,6 @@ export class Group {
       exited.then(({ code, signal }) => reject(new Error(`${name} exited early (${code ?? signal})`)));
       const lines = createInterface({ input: child.stdout });
       lines.on('line', (line) => {
-        if (process.env.CHILD_STDOUT_ECHO) console.log(line);
         let parsed;
         try {
           parsed = readyLine(line);
