@@ -36,7 +36,7 @@ function holdsHash(hashes: readonly string[], secretHash: string): boolean {
 export function opensWith(record: ApiKeyRecord, secretHash: string, nowMs = Date.now()): boolean {
   if (holdsHash(record.secret_hashes, secretHash)) return true;
   if (!record.previous_secrets?.length) return false;
-  const graced = (record.previous_secrets ?? []).filter((p) => Date.parse(p.until) > nowMs).map((p) => p.hash);
+  const graced = record.previous_secrets.filter((p) => Date.parse(p.until) > nowMs).map((p) => p.hash);
   return holdsHash(graced, secretHash);
 }
 

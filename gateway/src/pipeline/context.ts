@@ -15,7 +15,8 @@ export type Reply =
 /** A caller without a key: counted in the anonymous tier under its address's subject (ratelimit/anonymous.ts). */
 export interface AnonymousCaller {
   readonly tier: string;
-  readonly subject: string;
+  /** Its subject (`anon:<address>`), where a keyed caller has its key id. */
+  readonly id: string;
 }
 
 /** One request's state as it moves down the pipeline; each step reads what earlier steps set. */
@@ -58,6 +59,15 @@ export const BODY_STALLED = Symbol('request body stalled'); // no body bytes for
 /** Whether the request was aborted because the client went away: nobody is left to answer. */
 export function clientWentAway(signal: RequestAbort): boolean {
   return signal.aborted && signal.reason !== UPSTREAM_TIMED_OUT && signal.reason !== BODY_MALFORMED && signal.reason !== BODY_STALLED;
+}
+
+/**
+ * Whom the request counts against (its limits, its share of upstream connections) and in which tier:
+ * the key's record (its account and own limits with it), or the anonymous caller. Known from the
+ * identify / authenticate steps on.
+ */
+export function countedCaller(ctx: RequestContext): Pick<ApiKeyRecord, 'id' | 'tier' | 'account' | 'limits'> {
+  return ctx.consumer ?? ctx.anonymous!;
 }
 
 export type Step = (ctx: RequestContext) => void | Promise<void>;

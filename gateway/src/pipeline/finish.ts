@@ -32,7 +32,7 @@ export function finish(ctx: RequestContext): void {
     method: ctx.req.method,
     upstream: ctx.upstreamTarget,
     consumerId: ctx.consumer?.id,
-    tier: ctx.consumer ? ctx.consumer.tier : ctx.anonymous?.tier,
+    tier: (ctx.consumer ?? ctx.anonymous)?.tier,
     client: ctx.clientAddress,
     traceparent: ctx.req.headers.traceparent,
   });

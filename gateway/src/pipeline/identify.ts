@@ -23,5 +23,5 @@ export function identify(ctx: RequestContext): void {
 
 function identifyAnonymous(ctx: RequestContext): void {
   // config check makes sure a route that is not auth: required has an anonymous_tier to count in
-  ctx.anonymous = { tier: ctx.runtime.config.anonymous_tier!, subject: anonymousSubject(ctx.clientAddress) };
+  ctx.anonymous = { tier: ctx.runtime.config.anonymous_tier!, id: anonymousSubject(ctx.clientAddress) };
 }

@@ -14,7 +14,7 @@ import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
 import { payloadTooLarge } from './body-limit';
 import type { RequestAbort } from './abort';
-import { BODY_MALFORMED, BODY_STALLED, clientWentAway, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
+import { BODY_MALFORMED, BODY_STALLED, clientWentAway, countedCaller, UPSTREAM_TIMED_OUT, type RequestContext } from './context';
 
 // Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -34,7 +34,7 @@ export function upstreamRequest(ctx: RequestContext) {
     peer,
     peerTrusted: ctx.runtime.trustedProxies.has(peer),
     consumerId: ctx.consumer?.id,
-    consumerTier: ctx.consumer ? ctx.consumer.tier : ctx.anonymous!.tier,
+    consumerTier: countedCaller(ctx).tier,
     underscores: ctx.runtime.config.listen.underscores_in_headers,
     encrypted: isEncrypted(ctx.req.socket),
     clientCertSubject: ctx.runtime.config.listen.tls?.client_auth ? verifiedClientSubject(ctx.req.socket) : undefined,
@@ -68,7 +68,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
   let giveBackShare: () => void = () => {};
   try {
     const body = hasBody(ctx.req) ? await requestBody(ctx, listen.request_buffer_bytes, listen.body_timeout) : null;
-    const claimed = ctx.runtime.upstreams.claim(route.upstream, ctx.consumer ? ctx.consumer.id : ctx.anonymous!.subject, ctx.abort);
+    const claimed = ctx.runtime.upstreams.claim(route.upstream, countedCaller(ctx).id, ctx.abort);
     giveBackShare =
       typeof claimed === 'function'
         ? claimed

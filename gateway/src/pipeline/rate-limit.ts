@@ -5,7 +5,7 @@ import { formatWindow } from '../config/duration';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
 import type { LimitDecision } from '../ratelimit/limiter';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
-import type { RequestContext } from './context';
+import { countedCaller, type RequestContext } from './context';
 
 /**
  * Checks and counts every limit of the request in one call: the key's windows (its own limits or its
@@ -16,7 +16,7 @@ import type { RequestContext } from './context';
 export async function rateLimit(ctx: RequestContext): Promise<void> {
   const { runtime } = ctx;
   // An anonymous caller is limited as a key of the anonymous tier would be, under its address's subject.
-  const limited = ctx.consumer ?? { id: ctx.anonymous!.subject, tier: ctx.anonymous!.tier };
+  const limited = countedCaller(ctx);
   const route = ctx.route!.route;
   const request = runtime.rateLimitPlan.request(limited, route.name, route.cost);
   if (request === null) return; // an unlimited tier

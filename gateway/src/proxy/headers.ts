@@ -65,7 +65,6 @@ export interface ForwardingFacts {
   clientCertSubject?: string | null;
 }
 
-
 /** The request headers the upstream receives. */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): Record<string, string | string[]> {
   const listed = connectionListed(incoming);

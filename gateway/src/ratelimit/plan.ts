@@ -66,10 +66,11 @@ type Consumer = Pick<ApiKeyRecord, 'id' | 'tier' | 'account' | 'limits'>;
 export class RateLimitPlan {
   private readonly byTierAndRoute = new Map<string, Entry>();
   /**
-   * Windows of keys with their own limits, built once per cached record: the key cache hands out the
-   * same record (and `limits` array) until the key changes, and a reload builds a new plan.
+   * Windows of keys with their own limits, built once per cached record and (tier, route) entry, with
+   * and without the account's: the key cache hands out the same record (and `limits` array) until the
+   * key changes, and a reload builds a new plan.
    */
-  private readonly overridden = new WeakMap<readonly KeyLimit[], Map<string, readonly WindowSpec[]>>();
+  private readonly overridden = new WeakMap<readonly KeyLimit[], Map<Entry, { plain?: readonly WindowSpec[]; accounted?: readonly WindowSpec[] }>>();
 
   constructor(config: Config) {
     for (const [tierName, tier] of Object.entries(config.tiers)) {
@@ -102,7 +103,7 @@ export class RateLimitPlan {
     if (!entry) return null;
     const account = consumer.account;
     let windows: readonly WindowSpec[];
-    if (consumer.limits) windows = this.withOwnLimits(consumer.limits, entry, `${consumer.tier}\n${route}\n${account !== undefined}`);
+    if (consumer.limits) windows = this.withOwnLimits(consumer.limits, entry, account !== undefined);
     else windows = account === undefined ? entry.plain : entry.accounted;
     if (windows.length === 0 && !entry.quota && !entry.concurrency) return null;
     // Only tiers with a concurrency limit carry the field: the others' requests keep their shape.
@@ -110,15 +111,12 @@ export class RateLimitPlan {
     return { subject: consumer.id, account, windows, quota: entry.quota, cost };
   }
 
-  private withOwnLimits(limits: readonly KeyLimit[], entry: Entry, variant: string): readonly WindowSpec[] {
-    let variants = this.overridden.get(limits);
-    if (!variants) this.overridden.set(limits, (variants = new Map()));
-    let windows = variants.get(variant);
-    if (!windows) {
-      const accounted = variant.endsWith('\ntrue');
-      windows = [...overrideWindows(limits, entry.tier), ...entry.route, ...(accounted ? entry.account : [])];
-      variants.set(variant, windows);
-    }
-    return windows;
+  private withOwnLimits(limits: readonly KeyLimit[], entry: Entry, accounted: boolean): readonly WindowSpec[] {
+    let byEntry = this.overridden.get(limits);
+    if (!byEntry) this.overridden.set(limits, (byEntry = new Map()));
+    let built = byEntry.get(entry);
+    if (!built) byEntry.set(entry, (built = {}));
+    const variant = accounted ? 'accounted' : 'plain';
+    return (built[variant] ??= [...overrideWindows(limits, entry.tier), ...entry.route, ...(accounted ? entry.account : [])]);
   }
 }
