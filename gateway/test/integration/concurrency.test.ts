@@ -5,7 +5,7 @@ import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
 import { request, Agent } from 'undici';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
-import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { baseConfig, removeConfig, startGateway, suiteStack, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
@@ -69,11 +69,9 @@ describe('concurrency on 3 replicas (default lease)', () => {
   let upstream: TestUpstream;
   let replicas: TestGateway[];
   let admin: AdminCall;
-  let configFile: string;
 
-  beforeAll(async () => {
-    [redis, upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
-    configFile = writeConfig(
+  const stack = suiteStack(
+    ({ redis, upstream }) =>
       baseConfig({
         admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
         store: { redis: { url: redis.url }, timeout_ms: 1000, max_wait_ms: 5000 },
@@ -94,16 +92,11 @@ describe('concurrency on 3 replicas (default lease)', () => {
           { name: 'app', match: { path_prefix: '/' }, upstream: 'app' },
         ],
       }),
-    );
-    replicas = await Promise.all([0, 1, 2].map(() => startGateway(configFile)));
+    { replicas: 3 },
+  );
+  beforeAll(() => {
+    ({ redis, upstream, gateways: replicas } = stack);
     admin = adminApi(replicas[0].adminUrl);
-  }, 60_000);
-
-  afterAll(async () => {
-    await Promise.all((replicas ?? []).map((g) => g.stop()));
-    await upstream?.close();
-    await redis?.stop();
-    if (configFile) removeConfig(configFile);
   });
 
   const usage = async (id: string) => (await admin('GET', `/v1/keys/${id}/usage`)).json;
@@ -283,15 +276,11 @@ describe('concurrency on 3 replicas (default lease)', () => {
 
 describe('leases: renewed while the answer lasts, expired when the replica died', () => {
   const LEASE_MS = 1000;
-  let redis: TestRedis;
-  let upstream: TestUpstream;
   let gateways: TestGateway[];
   let admin: AdminCall;
-  let configFile: string;
 
-  beforeAll(async () => {
-    [redis, upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
-    configFile = writeConfig(
+  const stack = suiteStack(
+    ({ redis, upstream }) =>
       baseConfig({
         admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
         store: { redis: { url: redis.url }, timeout_ms: 1000, max_wait_ms: 5000 },
@@ -303,16 +292,11 @@ describe('leases: renewed while the answer lasts, expired when the replica died'
         upstreams: { app: { targets: [upstream.url] } },
         routes: [{ name: 'app', match: { path_prefix: '/' }, upstream: 'app', timeout_ms: 60000 }],
       }),
-    );
-    gateways = await Promise.all([0, 1].map(() => startGateway(configFile)));
+    { replicas: 2 },
+  );
+  beforeAll(() => {
+    ({ gateways } = stack);
     admin = adminApi(gateways[0].adminUrl);
-  }, 60_000);
-
-  afterAll(async () => {
-    await Promise.all((gateways ?? []).map((g) => g.stop()));
-    await upstream?.close();
-    await redis?.stop();
-    if (configFile) removeConfig(configFile);
   });
 
   const ok = (g: TestGateway, key: string) => send(`${g.url}/v1/ok`, { headers: { 'x-api-key': key } });
@@ -461,29 +445,20 @@ describe('the script: slots by the script clock, with the windows in one call', 
 
 describe('without Redis: each replica applies its share of the limit locally', () => {
   let redis: TestRedis;
-  let upstream: TestUpstream;
   let alone: TestGateway;
-  let configFile: string;
-  beforeAll(async () => {
-    [redis, upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
-    configFile = writeConfig(
-      baseConfig({
-        store: { redis: { url: redis.url }, timeout_ms: 100, replicas_hint: 1 },
-        failure_policy: 'fail_open_local',
-        trusted_proxies: ['127.0.0.1'],
-        anonymous_tier: 'public',
-        tiers: { public: { limits: [{ requests: 1000, per: '1m' }], concurrency: 2 } },
-        upstreams: { app: { targets: [upstream.url] } },
-        routes: [{ name: 'docs', match: { path_prefix: '/' }, upstream: 'app', auth: 'none' }],
-      }),
-    );
-    alone = await startGateway(configFile);
-  });
-  afterAll(async () => {
-    await alone?.stop();
-    await upstream?.close();
-    await redis?.stop();
-    if (configFile) removeConfig(configFile);
+  const stack = suiteStack(({ redis, upstream }) =>
+    baseConfig({
+      store: { redis: { url: redis.url }, timeout_ms: 100, replicas_hint: 1 },
+      failure_policy: 'fail_open_local',
+      trusted_proxies: ['127.0.0.1'],
+      anonymous_tier: 'public',
+      tiers: { public: { limits: [{ requests: 1000, per: '1m' }], concurrency: 2 } },
+      upstreams: { app: { targets: [upstream.url] } },
+      routes: [{ name: 'docs', match: { path_prefix: '/' }, upstream: 'app', auth: 'none' }],
+    }),
+  );
+  beforeAll(() => {
+    ({ redis, gateway: alone } = stack);
   });
 
   it('admits 2 of a burst, and 2 again once they ended (released locally)', async () => {

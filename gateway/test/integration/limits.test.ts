@@ -1,9 +1,9 @@
 import { request } from 'undici';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
-import { baseConfig, removeConfig, runCli, startGateway, writeConfig, type TestGateway } from '../support/gateway';
+import { baseConfig, removeConfig, runCli, startGateway, suiteStack, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
 import { startRedis, type TestRedis } from '../support/redis';
-import { startUpstream, type TestUpstream } from '../support/upstream';
+import type { TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
 
 // Issue #17's limits, black-box: three real gateway replicas on one real Redis, a real upstream,
@@ -11,13 +11,12 @@ import { waitFor } from '../support/wait';
 // (exact under a burst across the replicas), a key's own limits replacing its tier's, calendar
 // quotas, shadow mode, the usage report, PATCH rules, the CLI and backups of the new fields.
 
-let redis: TestRedis;
 let upstream: TestUpstream;
 let replicas: TestGateway[];
 let admin: AdminCall;
 let configFile: string;
 
-const config = (redisUrl: string) =>
+const config = (redisUrl: string, upstreamUrl: string) =>
   baseConfig({
     admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
     store: { redis: { url: redisUrl }, timeout_ms: 1000, max_wait_ms: 5000 },
@@ -38,25 +37,17 @@ const config = (redisUrl: string) =>
       trial: { limits: [{ requests: 2, per: '1m' }], quota: { requests: 3, per: 'week' }, mode: 'shadow', scopes: ['*'] },
       mixed: { limits: [{ requests: 2, per: '1m', mode: 'shadow' }, { requests: 4, per: '1h' }], scopes: ['*'] },
     },
-    upstreams: { app: { targets: [upstream.url] } },
+    upstreams: { app: { targets: [upstreamUrl] } },
     routes: [
       { name: 'users', match: { path_prefix: '/v1/users' }, upstream: 'app', limits: { basic: [{ requests: 6, per: '1m' }] } },
       { name: 'other', match: { path_prefix: '/' }, upstream: 'app' },
     ],
   });
 
-beforeAll(async () => {
-  [redis, upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
-  configFile = writeConfig(config(redis.url));
-  replicas = await Promise.all([0, 1, 2].map(() => startGateway(configFile)));
+const stack = suiteStack(({ redis, upstream }) => config(redis.url, upstream.url), { replicas: 3 });
+beforeAll(() => {
+  ({ upstream, gateways: replicas, configFile } = stack);
   admin = adminApi(replicas[0].adminUrl);
-}, 60_000);
-
-afterAll(async () => {
-  await Promise.all((replicas ?? []).map((g) => g.stop()));
-  await upstream?.close();
-  await redis?.stop();
-  if (configFile) removeConfig(configFile);
 });
 
 const call = (key: string, path = '/v1/other', replica = 0) => send(`${replicas[replica].url}${path}`, { headers: { 'x-api-key': key } });
@@ -285,7 +276,7 @@ describe('the CLI and backups', () => {
     expect('account' in plainLine || 'limits' in plainLine).toBe(false);
 
     const target = await startRedis({ destructive: true });
-    const targetConfig = writeConfig(config(target.url));
+    const targetConfig = writeConfig(config(target.url, upstream.url));
     try {
       const { writeFileSync } = await import('node:fs');
       const file = `${targetConfig}.backup`;

@@ -175,25 +175,32 @@ export async function startKeyedGateway(key: string, overrides: Record<string, u
 export interface Stack {
   redis: TestRedis;
   upstream: TestUpstream;
+  /** The first (or only) gateway. */
   gateway: TestGateway;
+  /** Every replica, all on the one config. */
+  gateways: TestGateway[];
   configFile: string;
 }
 
 /**
- * The usual suite set-up, registered as this file's beforeAll/afterAll: a Redis of its own (Redis
- * may be emptied), a misbehaving upstream, and a gateway whose config `config` builds from them.
- * Read the parts from the returned object once beforeAll has run.
+ * The usual suite set-up, registered as the beforeAll/afterAll of the file or describe block that
+ * calls it: a Redis of its own (Redis may be emptied), a misbehaving upstream, and `replicas` gateways
+ * (default 1) on one config that `config` builds from them. Read the parts from the returned object
+ * once beforeAll has run.
  */
-export function suiteStack(config: (parts: { redis: TestRedis; upstream: TestUpstream }) => Record<string, unknown> | Promise<Record<string, unknown>>): Stack {
+export function suiteStack(
+  config: (parts: { redis: TestRedis; upstream: TestUpstream }) => Record<string, unknown> | Promise<Record<string, unknown>>,
+  { replicas = 1 }: { replicas?: number } = {},
+): Stack {
   const stack = {} as Stack;
   beforeAll(async () => {
-    stack.redis = await startRedis({ destructive: true });
-    stack.upstream = await startUpstream();
+    [stack.redis, stack.upstream] = await Promise.all([startRedis({ destructive: true }), startUpstream()]);
     stack.configFile = writeConfig(await config(stack));
-    stack.gateway = await startGateway(stack.configFile);
+    stack.gateways = await Promise.all(Array.from({ length: replicas }, () => startGateway(stack.configFile)));
+    stack.gateway = stack.gateways[0];
   });
   afterAll(async () => {
-    await stack.gateway?.stop();
+    await Promise.all((stack.gateways ?? []).map((g) => g.stop()));
     await stack.upstream?.close();
     await stack.redis?.stop();
     if (stack.configFile) removeConfig(stack.configFile);
