@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { cpuMicros, withGroup } from './lib/procs.mjs';
+import { median } from './lib/rounds.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { BENCH_KEY, startFloor, startSluice, startUpstream } from './lib/servers.mjs';
 
@@ -17,7 +18,6 @@ if (specs.length === 0) throw new Error('usage: node load-tests/ab.mjs DIR[@node
 const env = (name, fallback) => Number(process.env[name] ?? fallback);
 const [rounds, seconds, warmup] = [env('ROUNDS', 5), env('SECONDS', 4), env('WARMUP', 6)];
 const tool = chooseTool();
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const results = new Map();
 await withGroup(async (group) => {

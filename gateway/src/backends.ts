@@ -31,7 +31,7 @@ function redisTimeouts(config: Config) {
 }
 
 /** The Redis key store alone, and a way to announce changes to the replicas (the CLI). */
-export function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
+function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
   const redis = config.store.redis;
   if (!redis) throw new Error('no store.redis in this config');
   const client = createRedisClient(redis, redisTimeouts(config));

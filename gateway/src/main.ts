@@ -1,6 +1,7 @@
 import type http from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { createAdminServer } from './admin/server';
+import { createAdminServer, type Readiness } from './admin/server';
 import { KeyService } from './admin/key-service';
 import { createKeysApi } from './admin/keys-api';
 import { FailedTokenGuard } from './admin/failed-token-guard';
@@ -77,10 +78,15 @@ function notReadyReason(draining: boolean, store: StoreState, policy: Config['fa
   return null;
 }
 
-/** The config file read again for a reload; undefined (counted, logged) when it is refused. */
-export function loadForReload(file: string, log: Logger): Config | undefined {
+/**
+ * The config file read again for a reload and handed to `apply` (which throws to refuse it, e.g. a
+ * certificate file that cannot be used); undefined (counted, logged) when the file or `apply` refused.
+ */
+export function tryReload(file: string, log: Logger, apply: (next: Config) => void): Config | undefined {
   try {
-    return loadConfigFile(file);
+    const next = loadConfigFile(file);
+    apply(next);
+    return next;
   } catch (err) {
     configReloads.inc({ result: 'failed' });
     const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
@@ -125,23 +131,15 @@ export async function startGateway(
   let draining = false;
   const server = new GatewayServer(() => runtime);
   backends.keyEvents.listen(keyCache); // a key changed on any replica: drop it here too
-  const keyService = new KeyService({ store, events: backends.keyEvents, limiter: backends.limiter, config: () => runtime.config, log });
   const readiness = { notReadyReason: () => notReadyReason(draining, health.state, config.failure_policy) };
   const admin = options.worker
     ? undefined
-    : createAdminServer(
-        config.listen,
+    : createAdmin(config, backends, {
+        currentConfig: () => runtime.config,
         readiness,
-        createKeysApi({
-          service: keyService,
-          token: config.admin.token,
-          failedTokens: new FailedTokenGuard(config.admin.failed_tokens),
-          clientAddress: (req) => requestClientAddress(req, runtime.trustedProxies),
-          bodyTimeoutMs: config.listen.body_timeout,
-          log,
-        }),
-        { tls: config.admin.tls, log },
-      );
+        clientAddress: (req) => requestClientAddress(req, runtime.trustedProxies),
+        log,
+      });
   if ((await health.check()) === 'ok') {
     seeded = true;
     await seedKeys(config, store, log); // a failure here fails the start, as a bad seed should
@@ -160,9 +158,7 @@ export async function startGateway(
   const reload = (): boolean => {
     if (!options.configFile) return false;
     const previous = runtime;
-    let next: Config;
-    try {
-      next = loadConfigFile(options.configFile);
+    const next = tryReload(options.configFile, log, (next) => {
       // The files were checked by the schema, but may change again before they are read here.
       const renewListener = server.prepareRenewal(next.listen.tls);
       const renewAdmin = admin ? prepareRenewal(admin, next.admin.tls) : () => undefined;
@@ -170,12 +166,8 @@ export async function startGateway(
       runtime = buildRuntime(next, backends, keyCache, log, previous);
       renewListener();
       renewAdmin();
-    } catch (err) {
-      configReloads.inc({ result: 'failed' });
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
-      log.error({ problems }, 'config reload refused: the running config stays');
-      return false;
-    }
+    });
+    if (!next) return false;
     const restartOnly = restartOnlyChanges(previous.config, next);
     if (restartOnly.length > 0) log.warn({ sections: restartOnly }, 'config reloaded; these sections take effect only after a restart');
     warnUnverifiedUpstreams(next, log);
@@ -212,6 +204,28 @@ export async function startGateway(
     })());
 
   return { port, adminPort, store, log, shutdown, reload, notReadyReason: readiness.notReadyReason };
+}
+
+/**
+ * The admin port's server: the key API on `keys`' store, events and limiter, behind the admin token
+ * and its failed-token guard. `metrics`: what /metrics serves (default: this process's registry).
+ */
+export function createAdmin(
+  config: Config,
+  keys: Pick<Backends, 'keyStore' | 'keyEvents' | 'limiter'>,
+  options: { currentConfig: () => Config; readiness: Readiness; clientAddress: (req: IncomingMessage) => string; log: Logger; metrics?: () => Promise<string> },
+): http.Server {
+  const { currentConfig, readiness, clientAddress, log, metrics } = options;
+  const service = new KeyService({ store: keys.keyStore, events: keys.keyEvents, limiter: keys.limiter, config: currentConfig, log });
+  const keysApi = createKeysApi({
+    service,
+    token: config.admin.token,
+    failedTokens: new FailedTokenGuard(config.admin.failed_tokens),
+    clientAddress,
+    bodyTimeoutMs: config.listen.body_timeout,
+    log,
+  });
+  return createAdminServer(config.listen, readiness, keysApi, { tls: config.admin.tls, log, metrics });
 }
 
 /** Listens on the configured admin host and port; resolves with the port (admin.port 0: a free one). */

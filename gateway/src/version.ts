@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
-export function packageVersion(from: string = __dirname): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
+export function packageVersion(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
     try {
       const manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
       if (manifest.name === 'sluice' && typeof manifest.version === 'string') return manifest.version;

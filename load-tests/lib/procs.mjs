@@ -32,7 +32,7 @@ export function cpuMicros(pid) {
 }
 
 /** A process's live descendants (children first), from /proc/<pid>/task/<tid>/children. */
-export function descendants(pid) {
+function descendants(pid) {
   const kids = [];
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {

@@ -65,7 +65,7 @@ function sendError(res: ServerResponse, err: GatewayError, requestId: string, op
 export function createAdminServer(
   listen: Config['listen'],
   readiness: Readiness,
-  keysApi: KeysApi | undefined,
+  keysApi: KeysApi,
   { tls, log, metrics = () => registry.metrics() }: { tls: Config['admin']['tls']; log: Logger; metrics?: () => Promise<string> },
 ): http.Server {
   /** Connections whose framing was refused: what follows on them is not a request. */
@@ -91,7 +91,7 @@ export function createAdminServer(
       return;
     }
     const path = url.pathname;
-    if (keysApi && isKeysApiPath(path)) {
+    if (isKeysApiPath(path)) {
       void keysApi(req, path, url.searchParams, requestId).then((answer) => {
         if (answer instanceof GatewayError) sendError(res, answer, requestId);
         else sendJson(res, answer.status, answer.body, requestId);

@@ -32,7 +32,8 @@ export class WorkerPool {
   private onStartFailure?: (err: Error) => void;
   private onAllListening?: (port: number) => void;
   private onAllExited?: () => void;
-  private exitCodes: (number | null)[] = [];
+  /** While stopping: whether every worker so far exited with code 0. */
+  private cleanExits = true;
 
   constructor(
     private readonly size: number,
@@ -80,7 +81,7 @@ export class WorkerPool {
     const state = this.states.get(worker.id);
     this.states.delete(worker.id);
     if (this.stopping) {
-      this.exitCodes.push(code);
+      this.cleanExits &&= code === 0;
       if (this.states.size === 0) this.onAllExited?.();
       return;
     }
@@ -138,7 +139,7 @@ export class WorkerPool {
     }, timeoutMs);
     return allExited.then(() => {
       clearTimeout(timer);
-      return this.exitCodes.every((code) => code === 0);
+      return this.cleanExits;
     });
   }
 }

@@ -1,9 +1,5 @@
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
-import { KeyService } from '../admin/key-service';
-import { createKeysApi } from '../admin/keys-api';
-import { createAdminServer } from '../admin/server';
-import { FailedTokenGuard } from '../admin/failed-token-guard';
 import { requestClientAddress, TrustedProxies } from '../http/client-address';
 import { connectKeyStore, openKeyApiBackends } from '../backends';
 import type { Config } from '../config/schema';
@@ -11,7 +7,7 @@ import { watchFiles } from '../config/watch';
 import { tlsFilePaths } from '../config/tls-files';
 import { prepareRenewal } from '../http/tls-listener';
 import { createLogger } from '../log';
-import { closeAdmin, listenAdmin, loadForReload } from '../main';
+import { closeAdmin, createAdmin, listenAdmin, tryReload } from '../main';
 import { configReloads, registry } from '../metrics/registry';
 import { WorkerPool } from './pool';
 
@@ -52,21 +48,14 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
     process.exit(1);
   }
 
-  const keyService = new KeyService({ store: keyApi.keyStore, events: keyApi.keyEvents, limiter: keyApi.limiter, config: () => config, log });
   const trustedProxies = new TrustedProxies(config.trusted_proxies);
-  const admin = createAdminServer(
-    config.listen,
-    { notReadyReason: () => pool.notReadyReason() },
-    createKeysApi({
-      service: keyService,
-      token: config.admin.token,
-      failedTokens: new FailedTokenGuard(config.admin.failed_tokens),
-      clientAddress: (req) => requestClientAddress(req, trustedProxies),
-      bodyTimeoutMs: config.listen.body_timeout,
-      log,
-    }),
-    { tls: config.admin.tls, log, metrics: () => replicaMetrics(pool) },
-  );
+  const admin = createAdmin(config, keyApi, {
+    currentConfig: () => config,
+    readiness: { notReadyReason: () => pool.notReadyReason() },
+    clientAddress: (req) => requestClientAddress(req, trustedProxies),
+    log,
+    metrics: () => replicaMetrics(pool),
+  });
   const adminPort = await listenAdmin(admin, config);
   log.info(
     { host: config.listen.host, port, admin_host: config.admin.host, admin_port: adminPort, store: 'redis', workers: size },
@@ -74,15 +63,8 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
   );
 
   const reload = () => {
-    const next = loadForReload(configFile, log);
+    const next = tryReload(configFile, log, (next) => prepareRenewal(admin, next.admin.tls)()); // a renewed admin certificate
     if (!next) return; // the workers keep theirs too
-    try {
-      prepareRenewal(admin, next.admin.tls)(); // a renewed admin certificate
-    } catch (err) {
-      configReloads.inc({ result: 'failed' });
-      log.error({ problems: [(err as Error).message] }, 'config reload refused: the running config stays');
-      return;
-    }
     config = next;
     log.level = next.log.level;
     configReloads.inc({ result: 'ok' });

@@ -14,7 +14,7 @@ export const STANDARD_METHODS: readonly string[] = [
 ];
 
 /** What the listener can receive at all: Node's parser knows exactly these. */
-export const RECEIVABLE_METHODS: ReadonlySet<string> = new Set(METHODS);
+const RECEIVABLE_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 /** RFC 9110 token characters. */
 export const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -62,7 +62,10 @@ const name = z.string().regex(/^[a-z0-9_-]+$/, { error: 'expected a name made of
 
 const scope = z.string().regex(SCOPE_PATTERN, { error: 'expected a scope like users:read, or "*"' });
 
-const host = z.string().refine((h) => isIP(h) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h), {
+// A DNS name: letters, digits, dots and dashes, starting and ending with a letter or digit.
+const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+
+const host = z.string().refine((h) => isIP(h) !== 0 || HOST_NAME.test(h), {
   error: 'expected an IP address or host name',
 });
 
@@ -179,7 +182,7 @@ const adminTlsSchema = withTlsFiles(z.strictObject({ cert_file: nonEmpty, key_fi
 /** The name an upstream's certificate must be for (SNI): a DNS name (SNI carries no IP addresses). */
 const serverName = z
   .string()
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { error: 'expected a host name like api.internal' })
+  .regex(HOST_NAME, { error: 'expected a host name like api.internal' })
   .refine((name) => isIP(name) === 0, { error: "expected a host name, not an IP address (a target's IP is checked without servername)" });
 
 // How https:// targets are checked and what the gateway shows them. Without it: the system's CAs.
@@ -235,7 +238,7 @@ function failedAttempts(defaultMaxAttempts: number) {
 }
 
 // A shorter token could be guessed or brute-forced; 32 characters is what `openssl rand -hex 16` prints.
-export const ADMIN_TOKEN_MIN_LENGTH = 32;
+const ADMIN_TOKEN_MIN_LENGTH = 32;
 const adminToken = z
   .string()
   // An empty token from an unset-but-defaulted env var must not disable auth.

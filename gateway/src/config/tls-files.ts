@@ -20,7 +20,7 @@ export interface TlsMaterial {
   ca?: Buffer;
 }
 
-export class TlsFilesError extends Error {
+class TlsFilesError extends Error {
   override readonly name = 'TlsFilesError';
 
   constructor(

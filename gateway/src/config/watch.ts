@@ -14,7 +14,7 @@ function digest(file: string): string | undefined {
  * fs.watch, because editors and Kubernetes ConfigMaps replace files (rename, symlink swap),
  * which fs.watch loses track of. Returns the function that stops watching.
  */
-export function watchConfigFile(file: string, onChange: () => void, intervalMs = 1000): () => void {
+function watchConfigFile(file: string, onChange: () => void, intervalMs = 1000): () => void {
   let last = digest(file);
   const listener = () => {
     const now = digest(file);

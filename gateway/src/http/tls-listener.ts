@@ -13,7 +13,7 @@ type ListenerTls = Pick<ListenTls, 'cert_file' | 'key_file' | 'ca_file' | 'clien
 const MIN_VERSION = 'TLSv1.2';
 
 /** The certificate, key and client CA, read from their files now (at start, and again on reload). */
-export function secureContextOptions(tls: ListenerTls): SecureContextOptions {
+function secureContextOptions(tls: ListenerTls): SecureContextOptions {
   const { cert, key, ca } = loadTlsFiles(tls);
   return { cert, key, ca, minVersion: MIN_VERSION };
 }

@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema';
 import { catalogue } from '../errors/catalogue';
 import { DEFAULT_METHODS } from '../pipeline/cors';
+import { servedMethods } from '../routing/route-table';
 import {
   configReloads,
   errors,
@@ -41,11 +42,8 @@ function once(metric: string, labels: Record<string, string>, zero: () => void):
   zero();
 }
 
-/** The methods a route answers (HEAD with GET, as the route table does); an any-method route: the common ones. */
-function routeMethods(methods: readonly string[] | undefined): string[] {
-  const listed = methods ?? DEFAULT_METHODS;
-  return listed.includes('GET') && !listed.includes('HEAD') ? [...listed, 'HEAD'] : [...listed];
-}
+/** The methods a route answers, as the route table serves them; an any-method route: the common ones. */
+const routeMethods = (methods: readonly string[] | undefined): Set<string> => servedMethods(methods ?? DEFAULT_METHODS);
 
 export function zeroKnownSeries(config: Config): void {
   // inc(…, 0) never lowers a counter, so counters need no bookkeeping; histograms' zero() resets.

@@ -5,9 +5,14 @@ import type { Readable } from 'node:stream';
 // connection (a Content-Length it never got, or bytes it cannot parse as the next answer), so they
 // can never be read as the answer to the next request.
 
+/** Whether an answer with `status` has no body, whatever the method. */
+function statusHasNoBody(status: number): boolean {
+  return status < 200 || status === 204 || status === 304;
+}
+
 /** Whether the answer to `method` with `status` has no body. */
 export function answersWithoutBody(method: string, status: number): boolean {
-  return method === 'HEAD' || status < 200 || status === 204 || status === 304;
+  return method === 'HEAD' || statusHasNoBody(status);
 }
 
 /**
@@ -15,7 +20,7 @@ export function answersWithoutBody(method: string, status: number): boolean {
  * a 304 clients such as undici wait for the body it announces. A HEAD answer keeps it (the GET's size).
  */
 export function bodilessHeaders<T extends Record<string, unknown>>(method: string, status: number, headers: T): T {
-  if (method === 'HEAD' && status >= 200 && status !== 204 && status !== 304) return headers;
+  if (method === 'HEAD' && !statusHasNoBody(status)) return headers;
   const { 'content-length': _dropped, ...rest } = headers;
   return rest as T;
 }

@@ -5,7 +5,16 @@ import { withoutParameters } from '../http/paths';
 export interface CompiledRoute {
   readonly route: Route;
   readonly prefix: string;
+  /** How many segments the prefix has (its `/`s): what strip_prefix removes from each path. */
+  readonly prefixSegments: number;
   readonly methods: ReadonlySet<string> | null;
+}
+
+/** The methods a route that lists `methods` serves: HEAD with GET, as every HTTP server does. */
+export function servedMethods(methods: readonly string[]): Set<string> {
+  const served = new Set(methods);
+  if (served.has('GET')) served.add('HEAD');
+  return served;
 }
 
 /** Routes compiled once per config: longest prefix first, so the first match is the most specific. */
@@ -15,10 +24,9 @@ export class RouteTable {
   constructor(routes: readonly Route[]) {
     this.compiled = routes
       .map((route) => {
-        const methods = route.match.methods ? new Set(route.match.methods) : null;
-        // A route that serves GET serves HEAD too, as every HTTP server does.
-        if (methods?.has('GET')) methods.add('HEAD');
-        return { route, prefix: route.match.path_prefix, methods };
+        const methods = route.match.methods ? servedMethods(route.match.methods) : null;
+        const prefix = route.match.path_prefix;
+        return { route, prefix, prefixSegments: prefix.split('/').length - 1, methods };
       })
       .sort((a, b) => b.prefix.length - a.prefix.length);
   }
@@ -49,7 +57,7 @@ function prefixMatches(prefix: string, path: string): boolean {
 export function upstreamPath(compiled: CompiledRoute, path: string): string {
   if (!compiled.route.strip_prefix || compiled.prefix === '/') return path;
   let end = 0;
-  for (let slash = 0; slash !== -1; slash = compiled.prefix.indexOf('/', slash + 1)) {
+  for (let i = 0; i < compiled.prefixSegments; i++) {
     end = path.indexOf('/', end + 1);
     if (end === -1) return '/';
   }
