@@ -10,7 +10,7 @@ import { restartOnlyChanges, type Config } from './config/schema';
 import { watchFiles } from './config/watch';
 import { tlsFilePaths } from './config/tls-files';
 import { addBreakerSource, configReloads, registry } from './metrics/registry';
-import { accessLogger, createLogger } from './log';
+import { AccessLog, createLogger } from './log';
 import { requestClientAddress, TrustedProxies } from './http/client-address';
 import { Upstreams } from './proxy/upstreams';
 import { warnUnverifiedUpstreams } from './proxy/upstream-tls';
@@ -62,7 +62,7 @@ function buildRuntime(config: Config, backends: Backends, keys: KeyCache, log: L
     limiter: backends.limiter,
     failedKeys: backends.failedKeys,
     log,
-    accessLog: previous?.accessLog ?? accessLogger(log),
+    accessLog: previous?.accessLog ?? new AccessLog(log),
   };
 }
 

@@ -7,6 +7,7 @@ import type { KeyCache } from './keys/cache';
 import type { Limiter } from './ratelimit/limiter';
 import type { RateLimitPlan } from './ratelimit/plan';
 import type { FailedKeyGuard } from './ratelimit/failed-key-guard';
+import type { AccessLog } from './log';
 
 /** Everything a request needs that is built once per config (a reload will swap the whole object). */
 export interface Runtime {
@@ -19,6 +20,6 @@ export interface Runtime {
   readonly limiter: Limiter;
   readonly failedKeys: FailedKeyGuard;
   readonly log: Logger;
-  /** `log` for access-log lines (see log.ts accessLogger). */
-  readonly accessLog: Logger;
+  /** Access-log lines, in `log`'s format and at its level (see log.ts AccessLog). */
+  readonly accessLog: AccessLog;
 }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { HotHistogram, hotCounter } from './hot';
 
 // Every metric name and label is declared here, and only here (the README's metrics table lists
 // them; the Grafana dashboard and the alert rules use exactly these names — a test checks both).
@@ -16,11 +17,16 @@ const LATENCY_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 // ---- requests -------------------------------------------------------------------------------
 
+// The request path's counters and histograms are hot (hot.ts): counted without prom-client's per-call label work.
+const requestsHot = hotCounter(['route', 'method', 'status']);
 export const requests = new Counter({
   name: 'sluice_requests_total',
   help: 'Requests answered on the public listener, by route ("none" before a route matched), method and status.',
   labelNames: ['route', 'method', 'status'] as const,
   registers: [registry],
+  collect() {
+    requestsHot.flush(this);
+  },
 });
 
 export const errors = new Counter({
@@ -30,7 +36,7 @@ export const errors = new Counter({
   registers: [registry],
 });
 
-export const requestDuration = new Histogram({
+export const requestDuration = new HotHistogram({
   name: 'sluice_request_duration_seconds',
   help: 'Time from request to the end of the answer, by route.',
   labelNames: ['route'] as const,
@@ -48,7 +54,7 @@ export const inFlight = new Gauge({
 
 // ---- upstreams ------------------------------------------------------------------------------
 
-export const upstreamDuration = new Histogram({
+export const upstreamDuration = new HotHistogram({
   name: 'sluice_upstream_duration_seconds',
   help: 'Time until the upstream answered with headers, by upstream (each attempt).',
   labelNames: ['upstream'] as const,
@@ -97,11 +103,15 @@ export const upstreamBreakerState = new Gauge({
 
 // ---- rate limiting and keys -----------------------------------------------------------------
 
+const rateLimitDecisionsHot = hotCounter(['tier', 'outcome']);
 export const rateLimitDecisions = new Counter({
   name: 'sluice_ratelimit_decisions_total',
   help: 'Rate-limit decisions, by tier and outcome (allowed | limited | shadow_limited: admitted, but a shadow window or quota would have refused it).',
   labelNames: ['tier', 'outcome'] as const,
   registers: [registry],
+  collect() {
+    rateLimitDecisionsHot.flush(this);
+  },
 });
 
 export const quotaRefusals = new Counter({
@@ -138,11 +148,15 @@ export const failedKeyBlocks = new Counter({
   registers: [registry],
 });
 
+const keyCacheLookupsHot = hotCounter(['result']);
 export const keyCacheLookups = new Counter({
   name: 'sluice_key_cache_lookups_total',
   help: 'Key lookups by result: hit (cached), miss (asked the store), stale (expired entry served while the store was down).',
   labelNames: ['result'] as const,
   registers: [registry],
+  collect() {
+    keyCacheLookupsHot.flush(this);
+  },
 });
 
 export const keysUnknownTier = new Counter({
@@ -161,7 +175,7 @@ export const keyEventsSubscribed = new Gauge({
 
 // ---- Redis and config -----------------------------------------------------------------------
 
-export const redisDuration = new Histogram({
+export const redisDuration = new HotHistogram({
   name: 'sluice_redis_duration_seconds',
   help: 'Redis round trips by operation (ratelimit, key_lookup, key_read, marker, ...).',
   labelNames: ['operation'] as const,
@@ -199,14 +213,14 @@ export function children<C>(metric: { labels(...values: string[]): C }): (...val
   };
 }
 
-export const requestsBy = children(requests); // (route, method, status)
-export const requestDurationBy = children(requestDuration); // (route)
-export const upstreamDurationBy = children(upstreamDuration); // (upstream)
-export const rateLimitDecisionsBy = children(rateLimitDecisions); // (tier, outcome)
+export const requestsBy = requestsHot.by; // (route, method, status)
+export const requestDurationBy = (route: string) => requestDuration.labels(route);
+export const upstreamDurationBy = (upstream: string) => upstreamDuration.labels(upstream);
+export const rateLimitDecisionsBy = rateLimitDecisionsHot.by; // (tier, outcome)
 export const quotaRefusalsBy = children(quotaRefusals); // (tier, period)
 export const concurrencyRefusalsBy = children(concurrencyRefusals); // (tier)
 export const errorsBy = children(errors); // (code, status)
-export const keyCacheLookupsBy = children(keyCacheLookups); // (result)
+export const keyCacheLookupsBy = keyCacheLookupsHot.by; // (result)
 
 // ---- label values known before the first event (metrics/known-series.ts exports them at 0) -----
 
@@ -220,7 +234,7 @@ export const RELOAD_RESULTS = ['ok', 'failed'] as const;
 export const REDIS_OPERATIONS = ['ratelimit', 'key_lookup', 'key_read', 'key_write', 'key_list', 'marker'] as const;
 export type RedisOperation = (typeof REDIS_OPERATIONS)[number];
 
-const redisDurationBy = children(redisDuration); // (operation)
+const redisDurationBy = (operation: string) => redisDuration.labels(operation);
 const redisErrorsBy = children(redisErrors); // (operation)
 
 /**

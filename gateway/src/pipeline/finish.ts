@@ -50,7 +50,7 @@ export function record(runtime: Runtime, outcome: Outcome): void {
   requestDurationBy(route).observe(seconds);
 
   const { accessLog: log, config } = runtime;
-  if (!log.isLevelEnabled('info')) return;
+  if (!log.enabled) return;
   const failed = outcome.code !== undefined || status >= 500;
   if (!failed && config.log.access_sample < 1 && Math.random() >= config.log.access_sample) return;
   log.info(

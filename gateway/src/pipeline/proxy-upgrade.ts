@@ -179,8 +179,7 @@ function exchangeUpgrade(pool: Pool, options: Dispatcher.DispatchOptions, signal
  */
 function declinedHeaders(ctx: RequestContext, status: number, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {
-    ...clientResponseHeaders(upstream, ctx.requestId),
-    ...ctx.responseHeaders,
+    ...clientResponseHeaders(upstream, ctx.requestId, ctx.responseHeaders),
     connection: 'close',
   };
   const offered = [upstream.upgrade ?? []].flat().join(',').split(',');

@@ -127,7 +127,7 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     else target.breaker.success();
     const status = upstreamResponse.statusCode;
     ctx.status = status;
-    const answerHeaders = { ...clientResponseHeaders(upstreamResponse.headers, ctx.requestId), ...ctx.responseHeaders };
+    const answerHeaders = clientResponseHeaders(upstreamResponse.headers, ctx.requestId, ctx.responseHeaders);
     if (answersWithoutBody(method, status)) {
       res.writeHead(status, bodilessHeaders(method, status, answerHeaders));
       if (ctx.giveBackSlot) await ctx.giveBackSlot();

@@ -41,8 +41,13 @@ function spellsGatewayHeader(name: string): boolean {
   );
 }
 
-function connectionListed(headers: IncomingHttpHeaders | Record<string, unknown>): Set<string> {
+const NOTHING_LISTED: ReadonlySet<string> = new Set();
+
+/** The header names a Connection header lists (to be dropped with it). */
+function connectionListed(headers: IncomingHttpHeaders | Record<string, unknown>): ReadonlySet<string> {
   const value = headers.connection;
+  // The usual values: nothing, or keep-alive (a hop-by-hop header anyway). No parsing for them.
+  if (value === undefined || value === 'keep-alive') return NOTHING_LISTED;
   const text = Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
   return new Set(text.split(',').map((token) => token.trim().toLowerCase()).filter(Boolean));
 }
@@ -69,7 +74,8 @@ export interface ForwardingFacts {
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): Record<string, string | string[]> {
   const listed = connectionListed(incoming);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
+  for (const name in incoming) {
+    const value = incoming[name];
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || CLIENT_MUST_NOT_SEND.has(name)) continue;
     if (name.startsWith('x-forwarded-')) continue; // rebuilt below
     // An upstream may read `x_consumer_id` as the X-Consumer-Id we set (nginx drops them by default).
@@ -91,14 +97,16 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   return out;
 }
 
-/** The upstream's response headers as the client receives them. */
-export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>, requestId: string) {
+/** The upstream's response headers as the client receives them, with the gateway's own (`ours`) over them. */
+export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>, requestId: string, ours: Record<string, string>) {
   const listed = connectionListed(upstream);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name];
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
     out[name] = value;
   }
   out['x-request-id'] = requestId;
+  for (const name in ours) out[name] = ours[name];
   return out;
 }

@@ -1,0 +1,88 @@
+import { AccessLog, createLogger, type AccessFields } from '../../src/log';
+
+// The access log writes its own lines: they must read exactly as pino's own would, bindings included.
+function capture() {
+  const lines: string[] = [];
+  return { lines, stream: { write: (line: string) => void lines.push(line) } };
+}
+
+/** The same fields through AccessLog and through pino, from one logger; the time field set aside. */
+function bothWays(fields: AccessFields, bindings?: Record<string, unknown>) {
+  const { lines, stream } = capture();
+  const root = createLogger('info', stream);
+  const log = bindings ? root.child(bindings) : root;
+  new AccessLog(log).info(fields, 'request');
+  log.info(fields, 'request');
+  expect(lines).toHaveLength(2);
+  const withoutTime = (line: string) => line.replace(/,"time":"[^"]+"/, '');
+  return { ours: withoutTime(lines[0]), pinos: withoutTime(lines[1]), raw: lines[0] };
+}
+
+const TYPICAL: AccessFields = {
+  request_id: 'req-1',
+  route: 'users',
+  method: 'GET',
+  status: 200,
+  code: undefined,
+  duration_ms: 1.234,
+  upstream: 'http://127.0.0.1:4000',
+  consumer_id: 'key_0123',
+  tier: 'free',
+  client: '10.0.0.1',
+  traceparent: undefined,
+  parser_error: undefined,
+};
+
+describe('AccessLog', () => {
+  it('writes the line pino writes: level, time, service, fields in order, msg last, one line', () => {
+    const { ours, pinos, raw } = bothWays(TYPICAL);
+    expect(ours).toBe(pinos);
+    expect(raw).toMatch(/^\{"level":30,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","service":"sluice","request_id":"req-1",/);
+    expect(raw.endsWith(',"msg":"request"}\n')).toBe(true);
+    expect(raw.indexOf('\n')).toBe(raw.length - 1);
+  });
+
+  it("carries a child logger's bindings (a worker's id and pid)", () => {
+    const { ours, pinos } = bothWays(TYPICAL, { worker: 2, pid: 4242 });
+    expect(ours).toBe(pinos);
+    expect(ours).toContain('"service":"sluice","worker":2,"pid":4242,"request_id"');
+  });
+
+  it.each([
+    ['quotes and backslashes', 'a"b\\c'],
+    ['control characters', 'line\nbreak\ttab\u0000nul\u001f'],
+    ['non-ASCII', 'zoë ☃ 𝄞'],
+    ['a JSON injection attempt', '","status":500,"x":"'],
+    ['an empty string', ''],
+  ])('escapes what a client sent (%s) as valid JSON with the same value', (_name, value) => {
+    const { ours, pinos, raw } = bothWays({ request_id: value, traceparent: [value, 'second'] });
+    expect(JSON.parse(ours)).toEqual(JSON.parse(pinos));
+    const parsed = JSON.parse(raw);
+    expect(parsed.request_id).toBe(value);
+    expect(parsed.traceparent).toEqual([value, 'second']);
+    expect(parsed.status).toBeUndefined();
+  });
+
+  it('keeps a lone surrogate from breaking the line (escaped, still valid JSON)', () => {
+    const { raw } = bothWays({ request_id: 'a\ud800b' });
+    expect(JSON.parse(raw).request_id).toBe('a\ud800b');
+  });
+
+  it('writes numbers as numbers and a number that is not finite as null', () => {
+    const { ours, pinos } = bothWays({ status: 504, duration_ms: 0.001, bad: Number.NaN, worse: Infinity });
+    expect(ours).toBe(pinos);
+    expect(ours).toContain('"status":504,"duration_ms":0.001,"bad":null,"worse":null');
+  });
+
+  it('follows the level of the logger it writes for, including a change after it was made', () => {
+    const { lines, stream } = capture();
+    const log = createLogger('warn', stream);
+    const access = new AccessLog(log);
+    expect(access.enabled).toBe(false);
+    log.level = 'info';
+    expect(access.enabled).toBe(true);
+    log.level = 'silent';
+    expect(access.enabled).toBe(false);
+    expect(lines).toHaveLength(0);
+  });
+});
