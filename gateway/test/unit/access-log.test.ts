@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { AccessLog, createLogger, type AccessFields } from '../../src/log';
 
 // The access log writes its own lines: they must read exactly as pino's own would, bindings included.
@@ -6,16 +8,19 @@ function capture() {
   return { lines, stream: { write: (line: string) => void lines.push(line) } };
 }
 
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 /** The same fields through AccessLog and through pino, from one logger; the time field set aside. */
-function bothWays(fields: AccessFields, bindings?: Record<string, unknown>) {
+async function bothWays(fields: AccessFields, bindings?: Record<string, unknown>) {
   const { lines, stream } = capture();
   const root = createLogger('info', stream);
   const log = bindings ? root.child(bindings) : root;
-  new AccessLog(log).info(fields, 'request');
   log.info(fields, 'request');
+  new AccessLog(log).info(fields, 'request');
+  await nextTurn();
   expect(lines).toHaveLength(2);
   const withoutTime = (line: string) => line.replace(/,"time":"[^"]+"/, '');
-  return { ours: withoutTime(lines[0]), pinos: withoutTime(lines[1]), raw: lines[0] };
+  return { ours: withoutTime(lines[1]), pinos: withoutTime(lines[0]), raw: lines[1] };
 }
 
 const TYPICAL: AccessFields = {
@@ -34,16 +39,16 @@ const TYPICAL: AccessFields = {
 };
 
 describe('AccessLog', () => {
-  it('writes the line pino writes: level, time, service, fields in order, msg last, one line', () => {
-    const { ours, pinos, raw } = bothWays(TYPICAL);
+  it('writes the line pino writes: level, time, service, fields in order, msg last, one line', async () => {
+    const { ours, pinos, raw } = await bothWays(TYPICAL);
     expect(ours).toBe(pinos);
     expect(raw).toMatch(/^\{"level":30,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","service":"sluice","request_id":"req-1",/);
     expect(raw.endsWith(',"msg":"request"}\n')).toBe(true);
     expect(raw.indexOf('\n')).toBe(raw.length - 1);
   });
 
-  it("carries a child logger's bindings (a worker's id and pid)", () => {
-    const { ours, pinos } = bothWays(TYPICAL, { worker: 2, pid: 4242 });
+  it("carries a child logger's bindings (a worker's id and pid)", async () => {
+    const { ours, pinos } = await bothWays(TYPICAL, { worker: 2, pid: 4242 });
     expect(ours).toBe(pinos);
     expect(ours).toContain('"service":"sluice","worker":2,"pid":4242,"request_id"');
   });
@@ -54,8 +59,8 @@ describe('AccessLog', () => {
     ['non-ASCII', 'zoë ☃ 𝄞'],
     ['a JSON injection attempt', '","status":500,"x":"'],
     ['an empty string', ''],
-  ])('escapes what a client sent (%s) as valid JSON with the same value', (_name, value) => {
-    const { ours, pinos, raw } = bothWays({ request_id: value, traceparent: [value, 'second'] });
+  ])('escapes what a client sent (%s) as valid JSON with the same value', async (_name, value) => {
+    const { ours, pinos, raw } = await bothWays({ request_id: value, traceparent: [value, 'second'] });
     expect(JSON.parse(ours)).toEqual(JSON.parse(pinos));
     const parsed = JSON.parse(raw);
     expect(parsed.request_id).toBe(value);
@@ -63,13 +68,13 @@ describe('AccessLog', () => {
     expect(parsed.status).toBeUndefined();
   });
 
-  it('keeps a lone surrogate from breaking the line (escaped, still valid JSON)', () => {
-    const { raw } = bothWays({ request_id: 'a\ud800b' });
+  it('keeps a lone surrogate from breaking the line (escaped, still valid JSON)', async () => {
+    const { raw } = await bothWays({ request_id: 'a\ud800b' });
     expect(JSON.parse(raw).request_id).toBe('a\ud800b');
   });
 
-  it('writes numbers as numbers and a number that is not finite as null', () => {
-    const { ours, pinos } = bothWays({ status: 504, duration_ms: 0.001, bad: Number.NaN, worse: Infinity });
+  it('writes numbers as numbers and a number that is not finite as null', async () => {
+    const { ours, pinos } = await bothWays({ status: 504, duration_ms: 0.001, bad: Number.NaN, worse: Infinity });
     expect(ours).toBe(pinos);
     expect(ours).toContain('"status":504,"duration_ms":0.001,"bad":null,"worse":null');
   });
@@ -84,5 +89,34 @@ describe('AccessLog', () => {
     log.level = 'silent';
     expect(access.enabled).toBe(false);
     expect(lines).toHaveLength(0);
+  });
+
+  it("writes one turn's lines together, in order, once the turn ends", async () => {
+    const { lines, stream } = capture();
+    const access = new AccessLog(createLogger('info', stream));
+    for (let i = 0; i < 5; i++) access.info({ request_id: `r${i}` }, 'request');
+    expect(lines).toHaveLength(0);
+    await nextTurn();
+    expect(lines).toHaveLength(1);
+    expect(lines[0].split('\n').filter(Boolean).map((line) => JSON.parse(line).request_id)).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+    access.info({ request_id: 'later' }, 'request');
+    await nextTurn();
+    expect(lines).toHaveLength(2);
+  });
+
+  it('writes lines still held when the process exits (process.exit in the same turn), before pino\'s own', () => {
+    const log = path.resolve(__dirname, '../../../dist/log.js');
+    const script = `
+      const { AccessLog, createLogger } = require(${JSON.stringify(log)});
+      const root = createLogger('info');
+      const access = new AccessLog(root);
+      access.info({ request_id: 'held-1' }, 'request');
+      access.info({ request_id: 'held-2' }, 'request');
+      root.warn('after the access lines');
+      process.exit(0);`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(child.status).toBe(0);
+    const lines = child.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    expect(lines.map((line) => line.request_id ?? line.msg).sort()).toEqual(['after the access lines', 'held-1', 'held-2']);
   });
 });
