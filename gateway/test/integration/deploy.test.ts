@@ -126,6 +126,10 @@ describe('Kubernetes (kustomize)', () => {
     expect(container.volumeMounts).toContainEqual({ name: 'config', mountPath: '/etc/sluice', readOnly: true });
     expect(container.resources.requests.cpu).toBeDefined();
     expect(container.resources.limits.memory).toBeDefined();
+    // The image's young generation (three semi-spaces at most) leaves the old generation room under the limit.
+    const semiSpaceMb = Number(/--max-semi-space-size=(\d+)/.exec(readFileSync(repo('deploy/Dockerfile'), 'utf8'))![1]);
+    const limitMb = Number(/^(\d+)Mi$/.exec(container.resources.limits.memory)![1]);
+    expect(limitMb).toBeGreaterThanOrEqual(3 * semiSpaceMb + 256);
     const configMap = find(base, 'ConfigMap');
     expect(deployment.spec.template.spec.volumes).toContainEqual({ name: 'config', configMap: { name: configMap.metadata.name } });
     expect(configMap.data['gateway.yaml']).toBe(readFileSync(repo(K8S_CONFIG), 'utf8'));
@@ -429,7 +433,7 @@ describe('Dockerfile', () => {
     expect(final).toContain('npm ci --omit=dev');
     expect(final).not.toMatch(/npm ci(?! --omit=dev)/);
     expect(final).toContain('CMD ["serve", "--config", "/etc/sluice/gateway.yaml"]');
-    expect(final).toContain('ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=32", "dist/cli.js"]');
+    expect(final).toContain('ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=64", "dist/cli.js"]');
     expect(readFileSync(repo('README.md'), 'utf8')).toContain('/etc/sluice/gateway.yaml');
   });
 });
