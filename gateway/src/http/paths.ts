@@ -11,6 +11,10 @@ const SEPARATORS = /[/\\]/;
 // Characters a path segment may carry unencoded (RFC 3986 pchar minus unreserved, which encodeURIComponent keeps).
 const PCHAR_DECODE = /%(21|24|26|27|28|29|2A|2B|2C|3B|3D|3A|40)/g;
 
+// A path whose segments hold only characters encodeSegment keeps as they are (no `%`, no `;`), none of
+// them empty, `.` or `..`; a trailing `/` allowed.
+const ALREADY_NORMAL = /^(?:\/(?!\.{1,2}(?:\/|$))[A-Za-z0-9\-._~!$&'()*+,=:@]+)*\/?$/;
+
 function invalid(message: string): GatewayError {
   return new GatewayError('invalid_request', { message });
 }
@@ -84,6 +88,10 @@ export function normaliseTarget(target: string): { path: string; query: string }
   const questionMark = rest.indexOf('?');
   const rawPath = questionMark === -1 ? rest : rest.slice(0, questionMark);
   const query = questionMark === -1 ? '' : rest.slice(questionMark);
+
+  // Most paths are already normal: segments of characters that stand for themselves, none of them
+  // empty, `.` or `..`. Such a path is its own normal form, with nothing to decode or check.
+  if (ALREADY_NORMAL.test(rawPath)) return { path: rawPath, query };
 
   if (FORBIDDEN_ENCODINGS.test(rawPath)) throw invalid('Encoded "/", "\\", ";" or NUL characters are not allowed in the path.');
   if (rawPath.includes('\\')) throw invalid('Backslashes are not allowed in the path.');

@@ -15,24 +15,34 @@ interface Sample {
   labels: Record<string, string | number>;
 }
 
-/** Children by label values (in labelNames order), made on first use. */
+/** Children by label values (in labelNames order), made on first use; found without building a key. */
 class Children<C> {
-  private readonly made = new Map<string, C>();
+  private root = new Map<string, unknown>();
+  private made: C[] = [];
 
   constructor(
     private readonly labelNames: readonly string[],
     private readonly make: (labels: Labels) => C,
-  ) {}
+  ) {
+    if (labelNames.length === 0) throw new Error('a hot metric has labels (use a plain prom-client metric otherwise)');
+  }
 
   /** The child of these label values, given in labelNames order. */
   get(values: readonly string[]): C {
-    const key = values.length === 1 ? values[0] : values.join('\u0000');
-    let child = this.made.get(key);
+    if (values.length !== this.labelNames.length) throw new Error(`expected ${this.labelNames.length} label values, got ${values.length}`);
+    let level = this.root;
+    const last = values.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = level.get(values[i]) as Map<string, unknown> | undefined;
+      if (next === undefined) level.set(values[i], (next = new Map()));
+      level = next;
+    }
+    let child = level.get(values[last]) as C | undefined;
     if (child === undefined) {
-      if (values.length !== this.labelNames.length) throw new Error(`expected ${this.labelNames.length} label values, got ${values.length}`);
       const labels: Labels = {};
       this.labelNames.forEach((name, i) => (labels[name] = values[i]));
-      this.made.set(key, (child = this.make(labels)));
+      level.set(values[last], (child = this.make(labels)));
+      this.made.push(child);
     }
     return child;
   }
@@ -42,12 +52,13 @@ class Children<C> {
     return this.get(this.labelNames.map((name) => labels[name]));
   }
 
-  all(): IterableIterator<C> {
-    return this.made.values();
+  all(): readonly C[] {
+    return this.made;
   }
 
   clear(): void {
-    this.made.clear();
+    this.root = new Map();
+    this.made = [];
   }
 }
 

@@ -1,6 +1,7 @@
 import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isUsable } from '../keys/records';
 import { StoreUnavailableError } from '../redis/errors';
+import type { Found } from '../keys/cache';
 import type { RequestContext } from './context';
 
 /**
@@ -8,21 +9,28 @@ import type { RequestContext } from './context';
  * address by the failed-key guard (429 once over); a store that cannot answer → 503, never 401.
  * An anonymous caller presented no key: nothing to look up, nothing for the guard to count.
  */
-export async function authenticate(ctx: RequestContext): Promise<void> {
+export function authenticate(ctx: RequestContext): void | Promise<void> {
   if (ctx.anonymous) return;
-  const { runtime } = ctx;
-  runtime.failedKeys.checkNotBlocked(ctx.clientAddress);
-  let found;
-  try {
-    found = await runtime.keys.find(ctx.apiKey!);
-  } catch (err) {
-    if (!(err instanceof StoreUnavailableError)) throw err;
-    runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
-    throw serviceUnavailable({ cause: err });
+  ctx.runtime.failedKeys.checkNotBlocked(ctx.clientAddress);
+  const found = ctx.runtime.keys.find(ctx.apiKey!);
+  // A cached key is known at once: no promise, no turn of the microtask queue.
+  if (!(found instanceof Promise)) return admit(ctx, found);
+  return found.then(
+    (fromStore) => admit(ctx, fromStore),
+    (err) => {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      ctx.runtime.log.warn({ request_id: ctx.requestId, err: err.message }, 'key store unavailable for an uncached key');
+      throw serviceUnavailable({ cause: err });
+    },
+  );
+}
+
+function admit(ctx: RequestContext, found: Found): void | Promise<void> {
+  if (found.record && isUsable(found.record)) {
+    ctx.consumer = found.record;
+    return;
   }
-  if (!found.record || !isUsable(found.record)) {
-    await runtime.failedKeys.recordFailure(ctx.clientAddress);
+  return ctx.runtime.failedKeys.recordFailure(ctx.clientAddress).then(() => {
     throw new GatewayError('invalid_api_key');
-  }
-  ctx.consumer = found.record;
+  });
 }
