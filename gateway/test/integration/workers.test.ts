@@ -165,11 +165,15 @@ describe('serve --workers 2', () => {
     const primaryReloads = () => logLines().filter((l) => l.msg === 'config reloaded; every worker reloads it').length;
     const primaryBefore = primaryReloads();
     const before = await scrape(gateway.adminUrl);
+    // Only this reload's lines count: both workers logged reloads already (the SIGHUP above).
+    const workerLinesBefore = logLines().filter((l) => l.msg === 'config reloaded' && l.worker !== undefined).length;
     writeFileSync(configFile, stringify(gatewayConfig([{ name: 'added', match: { path_prefix: '/added' }, upstream: 'app' }])));
     gateway.process.kill('SIGHUP');
-    await waitFor(() => new Set(logLines().filter((l) => l.msg === 'config reloaded' && l.worker !== undefined).map((l) => l.worker)).size === 2, 5000, {
-      what: 'both workers reloaded',
-    });
+    await waitFor(
+      () => new Set(logLines().filter((l) => l.msg === 'config reloaded' && l.worker !== undefined).slice(workerLinesBefore).map((l) => l.worker)).size === 2,
+      5000,
+      { what: 'both workers reloaded' },
+    );
     const answers = await burst('added', 20, '/added/ok');
     expect(answers.every((a) => a.status === 200)).toBe(true);
     const lines = logLines().filter((l) => l.msg === 'request' && l.request_id?.startsWith('added-'));
