@@ -18,6 +18,7 @@ const { values } = parseArgs({
     top: { type: 'string', default: '25' },
     floor: { type: 'boolean', default: false }, // profile the floor baseline instead, to compare
     keep: { type: 'string' }, // copy the .cpuprofile here (open it in Chrome DevTools or speedscope)
+    interval: { type: 'string', default: '1000' }, // µs between samples (V8's default, 1000, misses the small functions)
   },
 });
 const dir = tempDir('cpuprof');
@@ -27,7 +28,7 @@ let warmup;
 const summary = await withGroup(async (group) => {
   const upstream = await startUpstream(group);
   const redis = await startRedis(group);
-  const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${values.interval}`];
   const sluice = values.floor
     ? await startFloor(group, upstream, redis, nodeArgs)
     : await startSluice(group, { upstream, redis, config: { log: { level: values.log } }, nodeArgs });

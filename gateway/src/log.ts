@@ -1,14 +1,14 @@
 import pino, { type Logger } from 'pino';
+import { stdoutLog } from './log-output';
 
 /**
  * JSON logs on stdout. Secrets never reach a log line: nothing logs a key or a token, and the
  * redaction below is a second line of defence for header objects that might be logged by mistake.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  // Written asynchronously, off the request path (lines that arrive while a write is under way go out
-  // together in the next one); pino flushes what is pending when the process exits. Holding lines back
-  // for bigger batches was tried: no gain we could measure, and lines up to 100 ms late.
-  const stdout = destination ?? pino.destination({ dest: 1, sync: false });
+  // One turn's lines go out together, without ever waiting for a slow reader (log-output.ts). Holding
+  // lines back for bigger batches was tried: no gain we could measure, and lines up to 100 ms late.
+  const stdout = destination ?? stdoutLog();
   return pino(
     {
       level,
@@ -30,17 +30,13 @@ export type AccessFields = Record<string, string | number | readonly string[] | 
  * The access log: one line per request in `log`'s format (its stream, level and bindings), serialised
  * here. pino's generic serialiser (redaction, serializers, hooks) cost more than the rest of the line,
  * and these lines carry only fields finish.ts chooses, none of them a header object or a secret.
- * It follows `log`'s level (a reload that changes it applies to both).
- *
- * The lines of one turn of the event loop reach the stream together, at its end: sonic-boom measures
- * the text it holds on every write (Buffer.byteLength of a growing concatenation), which allocated
- * ~3.7 KB per line written one by one (heap sampling); written together, once per turn.
+ * It follows `log`'s level (a reload that changes it applies to both), and writes to `log`'s stream,
+ * which sends one turn's lines together (log-output.ts).
  */
 export class AccessLog {
   private readonly stream: { write(text: string): unknown };
   /** `,"service":"sluice"` and the child bindings (a worker's id and pid), serialised once by pino. */
   private readonly bindings: string;
-  private pending = '';
 
   constructor(private readonly log: Logger) {
     const internals = log as unknown as Record<symbol, unknown>;
@@ -52,7 +48,7 @@ export class AccessLog {
     return this.log.isLevelEnabled('info');
   }
 
-  /** One line at info level, `msg` last, as pino writes it; it reaches the stream at the end of this turn. */
+  /** One line at info level, `msg` last, as pino writes it. */
   info(fields: AccessFields, msg: string): void {
     let line = `{"level":30${isoTime()}${this.bindings}`;
     for (const name in fields) {
@@ -60,27 +56,9 @@ export class AccessLog {
       if (value === undefined) continue;
       line += `,"${name}":${typeof value === 'number' ? jsonNumber(value) : typeof value === 'string' ? jsonString(value) : JSON.stringify(value)}`;
     }
-    if (this.pending === '') {
-      setImmediate(() => this.flush());
-      withPendingLines.add(this);
-    }
-    this.pending += `${line},"msg":${jsonString(msg)}}\n`;
-  }
-
-  flush(): void {
-    if (this.pending === '') return;
-    const text = this.pending;
-    this.pending = '';
-    withPendingLines.delete(this);
-    this.stream.write(text);
+    this.stream.write(`${line},"msg":${jsonString(msg)}}\n`);
   }
 }
-
-// Lines still held when the process exits are written then (pino flushes its stream on exit after us).
-const withPendingLines = new Set<AccessLog>();
-process.on('exit', () => {
-  for (const log of withPendingLines) log.flush();
-});
 
 // Most values need no escaping (names, addresses, generated ids): JSON.stringify only for the others,
 // which escapes what a client sent (a request id, a traceparent).

@@ -91,19 +91,6 @@ describe('AccessLog', () => {
     expect(lines).toHaveLength(0);
   });
 
-  it("writes one turn's lines together, in order, once the turn ends", async () => {
-    const { lines, stream } = capture();
-    const access = new AccessLog(createLogger('info', stream));
-    for (let i = 0; i < 5; i++) access.info({ request_id: `r${i}` }, 'request');
-    expect(lines).toHaveLength(0);
-    await nextTurn();
-    expect(lines).toHaveLength(1);
-    expect(lines[0].split('\n').filter(Boolean).map((line) => JSON.parse(line).request_id)).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
-    access.info({ request_id: 'later' }, 'request');
-    await nextTurn();
-    expect(lines).toHaveLength(2);
-  });
-
   it('writes lines still held when the process exits (process.exit in the same turn), before pino\'s own', () => {
     const log = path.resolve(__dirname, '../../../dist/log.js');
     const script = `
