@@ -144,7 +144,7 @@ describe('processes writing to a pipe (a container stdout)', () => {
   function child(script: string, writer: number) {
     const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', writer, 'pipe'] });
     let stderr = '';
-    proc.stderr.on('data', (d) => (stderr += d));
+    proc.stderr!.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
     return { exited, stderr: () => stderr };
   }
