@@ -90,7 +90,10 @@ export async function proxy(ctx: RequestContext): Promise<void> {
             path,
             headers,
             body,
-            headersTimeout: Math.max(1, deadline - Date.now()),
+            // Backstops only (the timer above is exact), and the same value for both: undici makes
+            // its parser a new timer whenever the value changes, and its timers are collected only
+            // every half second, so a value per request kept thousands alive past young-generation GCs.
+            headersTimeout: timeoutMs,
             bodyTimeout: timeoutMs,
             signal: ctx.abort,
             onDispatch: () => (dispatched = true),
