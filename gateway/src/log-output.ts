@@ -13,6 +13,11 @@ import pino from 'pino';
  * memory and are tried again a few ms later, so a slow log reader never stalls requests. Files and
  * character devices (/dev/null, a terminal) are written directly, as pino's default destination does.
  * A socket (what node's child_process calls a pipe) keeps sonic-boom's async mode.
+ *
+ * What waits for a reader that does not keep up is bounded (MAX_HELD_BYTES): past it lines are
+ * dropped and counted (sluice_log_lines_dropped_total), and one line says how many once lines flow
+ * again. Unbounded, a stalled log reader grew the gateway's heap until it died; blocking would stall
+ * every request instead.
  */
 export interface LogOutput {
   write(text: string): void;
@@ -23,6 +28,26 @@ export interface LogOutput {
 /** Linux's PIPE_BUF: a write of at most this many bytes to a pipe lands whole, never mixed with another process's. */
 export const ATOMIC_PIPE_WRITE = 4096;
 const NEWLINE = 0x0a;
+/** At most this much log text waits for the reader (per process); more is dropped. */
+export const MAX_HELD_BYTES = 16 * 1024 * 1024;
+
+let droppedLines = 0;
+
+/** Log lines this process dropped because its log reader did not keep up. */
+export function logLinesDropped(): number {
+  return droppedLines;
+}
+
+function countLines(text: string | Buffer): number {
+  let n = 0;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
+  return n;
+}
+
+/** Said where lines flow again after some were dropped. */
+function droppedNote(count: number): string {
+  return `{"level":40,"time":"${new Date().toISOString()}","service":"sluice","dropped_lines":${count},"msg":"log lines dropped: the log reader did not keep up"}\n`;
+}
 const RETRY_FIRST_MS = 2;
 const RETRY_MAX_MS = 100;
 
@@ -30,12 +55,19 @@ const RETRY_MAX_MS = 100;
 abstract class TurnBatched implements LogOutput {
   protected pending = '';
   private scheduled = false;
+  /** Lines dropped since the last note. */
+  private unreported = 0;
   private readonly send = () => {
     this.scheduled = false;
     this.drain();
   };
 
   write(text: string): void {
+    if (this.waitingBytes() + text.length > MAX_HELD_BYTES) return this.drop(countLines(text));
+    if (this.unreported > 0) {
+      this.pending += droppedNote(this.unreported);
+      this.unreported = 0;
+    }
     this.pending += text;
     if (!this.scheduled && !this.waiting()) {
       this.scheduled = true;
@@ -48,6 +80,13 @@ abstract class TurnBatched implements LogOutput {
     return false;
   }
 
+  protected drop(lines: number): void {
+    droppedLines += lines;
+    this.unreported += lines;
+  }
+
+  /** Text held for the reader (a string's length stands for its bytes: log lines are mostly ASCII). */
+  protected abstract waitingBytes(): number;
   protected abstract drain(): void;
   abstract flushSync(): void;
 }
@@ -76,22 +115,30 @@ export class FdOutput extends TurnBatched {
     return this.retry !== undefined;
   }
 
+  protected waitingBytes(): number {
+    return this.pending.length + (this.held ? this.held.length - this.offset : 0);
+  }
+
   protected drain(): void {
     this.take();
+    let progressed = false;
     while (this.held) {
       const end = this.isPipe ? chunkEnd(this.held, this.offset) : this.held.length;
       try {
         this.offset += writeSync(this.fd, this.held, this.offset, end - this.offset);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return this.retryLater();
-        return this.giveUp();
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return this.giveUp();
+        // The reader is taking lines: come back soon. Not at all: less and less often.
+        if (progressed) this.retryMs = RETRY_FIRST_MS;
+        return this.retryLater();
       }
+      progressed = true;
       if (this.offset === this.held.length) this.held = undefined;
     }
     this.retryMs = RETRY_FIRST_MS;
   }
 
-  /** The pipe is full: try again a little later, less often while it stays full. */
+  /** The pipe is full: try again a little later. */
   private retryLater(): void {
     this.retry = setTimeout(() => {
       this.retry = undefined;
@@ -157,7 +204,13 @@ class PooledOutput extends TurnBatched {
 
   constructor(fd: number) {
     super();
-    this.boom = pino.destination({ dest: fd, sync: false });
+    // sonic-boom holds what the socket has not taken: bounded too, its drops counted with ours.
+    this.boom = pino.destination({ dest: fd, sync: false, maxLength: MAX_HELD_BYTES });
+    (this.boom as unknown as NodeJS.EventEmitter).on('drop', (text: string) => this.drop(countLines(text)));
+  }
+
+  protected waitingBytes(): number {
+    return this.pending.length;
   }
 
   protected drain(): void {

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { HotHistogram, hotCounter } from './hot';
+import { logLinesDropped } from '../log-output';
 
 // Every metric name and label is declared here, and only here (the README's metrics table lists
 // them; the Grafana dashboard and the alert rules use exactly these names — a test checks both).
@@ -197,6 +198,18 @@ export const configReloads = new Counter({
   // With workers, the primary counts every reload and each worker the ones it applied: the primary's count.
   aggregator: 'max',
   registers: [registry],
+});
+
+let logLinesDroppedSeen = 0;
+export const logLinesDroppedTotal = new Counter({
+  name: 'sluice_log_lines_dropped_total',
+  help: 'Log lines dropped because the log reader (stdout) did not keep up and 16 MiB were already waiting.',
+  registers: [registry],
+  collect() {
+    const now = logLinesDropped();
+    this.inc(now - logLinesDroppedSeen);
+    logLinesDroppedSeen = now;
+  },
 });
 
 /**

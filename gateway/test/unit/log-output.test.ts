@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ATOMIC_PIPE_WRITE, chunkEnd, flushAtExit, openLogOutput, type LogOutput } from '../../src/log-output';
+import { ATOMIC_PIPE_WRITE, chunkEnd, flushAtExit, logLinesDropped, MAX_HELD_BYTES, openLogOutput, type LogOutput } from '../../src/log-output';
 
 // Real pipes (named FIFOs, as Docker and Kubernetes give a container its stdout), files and processes.
 const LOG_OUTPUT = path.resolve(__dirname, '../../../dist/log-output.js');
@@ -108,6 +108,25 @@ describe('a pipe', () => {
     const lines = text.split('\n').filter(Boolean);
     expect(lines.map((l) => JSON.parse(l).i)).toEqual(Array.from({ length: count + 10 }, (_, i) => i));
   });
+
+  it('holds at most MAX_HELD_BYTES for a reader that does not keep up: the rest is dropped, counted and said once lines flow again', async () => {
+    const { reader, writer } = fifo();
+    const output = openLogOutput(writer);
+    const droppedBefore = logLinesDropped();
+    const count = Math.ceil((MAX_HELD_BYTES * 1.5) / line(0).length); // half again what may wait
+    for (let i = 0; i < count; i++) output.write(line(i));
+    await nextTurn();
+    const dropped = logLinesDropped() - droppedBefore;
+    expect(dropped).toBeGreaterThan(count / 4);
+    expect(dropped).toBeLessThan(count / 2);
+    const text = await readUntil(reader, (t) => t.split('\n').length > count - dropped, 60_000);
+    output.write(line(-1)); // lines flow again: the note comes first
+    const rest = await readUntil(reader, (t) => t.includes('"i":-1'));
+    const lines = (text + rest).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(lines.slice(0, count - dropped).map((l) => l.i)).toEqual(Array.from({ length: count - dropped }, (_, i) => i)); // the first ones, whole, in order
+    expect(lines[count - dropped]).toMatchObject({ level: 40, dropped_lines: dropped, msg: 'log lines dropped: the log reader did not keep up' });
+    expect(lines[count - dropped + 1].i).toBe(-1);
+  }, 90_000);
 
   it('drops lines without throwing once nobody reads (EPIPE), and goes on', async () => {
     const { reader, writer } = fifo();
