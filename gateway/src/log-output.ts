@@ -30,6 +30,10 @@ export const ATOMIC_PIPE_WRITE = 4096;
 const NEWLINE = 0x0a;
 /** At most this much log text waits for the reader (per process); more is dropped. */
 export const MAX_HELD_BYTES = 16 * 1024 * 1024;
+const RETRY_FIRST_MS = 2;
+const RETRY_MAX_MS = 100;
+/** The `service` every line carries (createLogger's base binding, and the dropped-lines note). */
+export const SERVICE = 'sluice';
 
 let droppedLines = 0;
 
@@ -38,7 +42,7 @@ export function logLinesDropped(): number {
   return droppedLines;
 }
 
-function countLines(text: string | Buffer): number {
+function countLines(text: string): number {
   let n = 0;
   for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) n++;
   return n;
@@ -46,10 +50,8 @@ function countLines(text: string | Buffer): number {
 
 /** Said where lines flow again after some were dropped. */
 function droppedNote(count: number): string {
-  return `{"level":40,"time":"${new Date().toISOString()}","service":"sluice","dropped_lines":${count},"msg":"log lines dropped: the log reader did not keep up"}\n`;
+  return `{"level":40,"time":"${new Date().toISOString()}","service":"${SERVICE}","dropped_lines":${count},"msg":"log lines dropped: the log reader did not keep up"}\n`;
 }
-const RETRY_FIRST_MS = 2;
-const RETRY_MAX_MS = 100;
 
 /** Collects one turn's lines and hands them on together once the turn ends. */
 abstract class TurnBatched implements LogOutput {
@@ -123,9 +125,8 @@ export class FdOutput extends TurnBatched {
     this.take();
     let progressed = false;
     while (this.held) {
-      const end = this.isPipe ? chunkEnd(this.held, this.offset) : this.held.length;
       try {
-        this.offset += writeSync(this.fd, this.held, this.offset, end - this.offset);
+        this.writeNext(this.fd);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return this.giveUp();
         // The reader is taking lines: come back soon. Not at all: less and less often.
@@ -133,9 +134,16 @@ export class FdOutput extends TurnBatched {
         return this.retryLater();
       }
       progressed = true;
-      if (this.offset === this.held.length) this.held = undefined;
     }
     this.retryMs = RETRY_FIRST_MS;
+  }
+
+  /** One write of what is held to `fd`: on a pipe, whole lines of at most ATOMIC_PIPE_WRITE bytes when lines allow. */
+  private writeNext(fd: number): void {
+    const held = this.held!;
+    const end = this.isPipe ? chunkEnd(held, this.offset) : held.length;
+    this.offset += writeSync(fd, held, this.offset, end - this.offset);
+    if (this.offset === held.length) this.held = undefined;
   }
 
   /** The pipe is full: try again a little later. */
@@ -173,14 +181,13 @@ export class FdOutput extends TurnBatched {
     this.retry = undefined;
     this.take();
     const give = Date.now() + 10_000; // a reader that never reads again cannot hold the exit for ever
+    const pause = new Int32Array(new SharedArrayBuffer(4));
     while (this.held && !this.broken) {
       try {
-        const end = this.isPipe ? chunkEnd(this.held, this.offset) : this.held.length;
-        this.offset += writeSync(this.blockingFd, this.held, this.offset, end - this.offset);
-        if (this.offset === this.held.length) this.held = undefined;
+        this.writeNext(this.blockingFd);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > give) return this.giveUp();
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // the destination itself is non-blocking: wait 1 ms
+        Atomics.wait(pause, 0, 0, 1); // the destination itself is non-blocking: wait 1 ms
       }
     }
   }
@@ -241,21 +248,12 @@ export function openLogOutput(fd: number): LogOutput {
   return new PooledOutput(fd);
 }
 
-const opened: LogOutput[] = [];
 let stdout: LogOutput | undefined;
 
 /** This process's standard output, opened once and shared by every logger. */
 export function stdoutLog(): LogOutput {
-  if (!stdout) opened.push((stdout = openLogOutput(1)));
-  return stdout;
-}
-
-/** Keeps `output` flushed at exit (outputs opened on other descriptors, e.g. by tests). */
-export function flushAtExit(output: LogOutput): void {
-  opened.push(output);
+  return (stdout ??= openLogOutput(1));
 }
 
 // Registered when this module loads, before pino registers its own exit flush: our lines go first.
-process.on('exit', () => {
-  for (const output of opened) output.flushSync();
-});
+process.on('exit', () => stdout?.flushSync());

@@ -1,5 +1,5 @@
 import pino, { type Logger } from 'pino';
-import { stdoutLog } from './log-output';
+import { SERVICE, stdoutLog } from './log-output';
 
 /**
  * JSON logs on stdout. Secrets never reach a log line: nothing logs a key or a token, and the
@@ -12,7 +12,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return pino(
     {
       level,
-      base: { service: 'sluice' },
+      base: { service: SERVICE },
       timestamp: isoTime,
       redact: {
         paths: ['headers["x-api-key"]', 'headers.authorization', '*.headers["x-api-key"]', '*.headers.authorization', 'password', '*.password', 'token', '*.token'],
