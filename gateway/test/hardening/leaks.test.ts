@@ -3,6 +3,7 @@ import net from 'node:net';
 import WebSocket from 'ws';
 import { baseConfig, removeConfig, startGateway, writeConfig, type TestGateway } from '../support/gateway';
 import { send } from '../support/http';
+import { heapAfterGcMb, INSPECT_OPTIONS } from '../support/inspector';
 import { failedChecks, recordRow, tally, type ReliabilityRow } from '../support/reliability';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 
@@ -50,8 +51,8 @@ beforeAll(async () => {
       keys: [{ name: 'k', tier: 't', key: KEY }],
     }),
   );
-  // The inspector lets the test force a full GC before reading the heap (see heapAfterGcMb).
-  gateway = await startGateway(configFile, { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0' });
+  // The inspector lets the test force a full GC before reading the heap (heapAfterGcMb).
+  gateway = await startGateway(configFile, { ...process.env, NODE_OPTIONS: INSPECT_OPTIONS });
 });
 
 afterAll(async () => {
@@ -135,36 +136,6 @@ async function settledSnapshot(base: Snapshot): Promise<{ after: Snapshot; settl
     const back = after.fds <= base.fds + FD_TOLERANCE && after.upstreamSockets <= base.upstreamSockets + UPSTREAM_SOCKET_TOLERANCE && !after.tcp.CLOSE_WAIT;
     if (back || Date.now() - start > SETTLE_MS) return { after, settleMs: Date.now() - start };
     await sleep(250);
-  }
-}
-
-/**
- * The gateway's V8 heap in use right after a full GC (MB), through its inspector: unlike RSS or a
- * plain heap reading, garbage not yet collected does not count. Read after a snapshot (it opens a connection).
- */
-async function heapAfterGcMb(): Promise<number> {
-  const url = gateway.output.map((line) => /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1]).find(Boolean);
-  const inspector = new WebSocket(url!);
-  await new Promise((resolve, reject) => inspector.once('open', resolve).once('error', reject));
-  let lastId = 0;
-  const call = (method: string) =>
-    new Promise<any>((resolve) => {
-      const id = ++lastId;
-      const onMessage = (data: WebSocket.RawData) => {
-        const message = JSON.parse(String(data));
-        if (message.id !== id) return;
-        inspector.off('message', onMessage);
-        resolve(message.result);
-      };
-      inspector.on('message', onMessage);
-      inspector.send(JSON.stringify({ id, method }));
-    });
-  try {
-    await call('HeapProfiler.collectGarbage');
-    const { usedSize } = await call('Runtime.getHeapUsage');
-    return Math.round(usedSize / 104857.6) / 10;
-  } finally {
-    inspector.terminate();
   }
 }
 
@@ -317,7 +288,7 @@ async function runLeakCase(c: LeakCase): Promise<ReliabilityRow> {
   const started = Date.now();
   await c.warmUp();
   const before = await steadySnapshot();
-  const heapBefore = await heapAfterGcMb();
+  const heapBefore = await heapAfterGcMb(gateway);
   const statuses: Record<string, number> = {};
   const codes: Record<string, number> = {};
   const figures: Record<string, string | number> = {};
@@ -325,7 +296,7 @@ async function runLeakCase(c: LeakCase): Promise<ReliabilityRow> {
   const sent = await c.load(statuses, codes, figures);
   const loadSeconds = (Date.now() - loadStart) / 1000;
   const { after, settleMs } = await settledSnapshot(before);
-  const heapAfter = await heapAfterGcMb().catch(() => NaN);
+  const heapAfter = await heapAfterGcMb(gateway).catch(() => NaN);
   const errorLines = gateway.output.filter((line) => /"level":(50|60)/.test(line));
   const alive = gateway.process.exitCode === null && gateway.process.signalCode === null;
   const controlOk = alive && (await c.control().catch(() => false));

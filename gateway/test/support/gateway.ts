@@ -149,7 +149,7 @@ export function removeConfig(file: string): void {
  * The usual fixture: a misbehaving upstream, and a gateway with one key of an unlimited tier and a
  * catch-all route to it. `overrides` replace top-level config sections.
  */
-export async function startKeyedGateway(key: string, overrides: Record<string, unknown> = {}) {
+export async function startKeyedGateway(key: string, overrides: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env) {
   const upstream = await startUpstream();
   const configFile = writeConfig(
     baseConfig({
@@ -160,7 +160,7 @@ export async function startKeyedGateway(key: string, overrides: Record<string, u
       ...overrides,
     }),
   );
-  const gateway = await startGateway(configFile);
+  const gateway = await startGateway(configFile, env);
   return {
     gateway,
     upstream,
