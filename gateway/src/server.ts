@@ -114,7 +114,7 @@ export class GatewayServer {
     this.inFlightOn.set(req.socket, ctx);
     // While draining, every answer tells the client not to reuse the connection.
     if (this.closing) res.shouldKeepAlive = false;
-    res.once('close', () => {
+    res.on('close', () => {
       if (!res.writableFinished) ctx.abort.abort();
     });
     void runPipeline(ctx, httpSteps, (done) => {

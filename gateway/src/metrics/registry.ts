@@ -251,12 +251,21 @@ const redisDurationBy = (operation: string) => redisDuration.labels(operation);
 const redisErrorsBy = children(redisErrors); // (operation)
 
 /**
+ * Records a Redis round trip that began at `startedAt` (performance.now()) in the duration histogram,
+ * and counts it when it failed. For a caller that already has a reaction to the reply (the rate
+ * limiter's): no promise of its own.
+ */
+export function observeRedis(operation: RedisOperation, startedAt: number, failed = false): void {
+  redisDurationBy(operation).observe((performance.now() - startedAt) / 1000);
+  if (failed) redisErrorsBy(operation).inc();
+}
+
+/**
  * Times a Redis round trip into the duration histogram, and counts its failure. Not an async
  * function, and no prom-client timer: one promise and two allocations fewer on every request.
  */
 export function timeRedis<T>(operation: RedisOperation, run: () => Promise<T>): Promise<T> {
   const startedAt = performance.now();
-  const observe = () => redisDurationBy(operation).observe((performance.now() - startedAt) / 1000);
   let pending: Promise<T>;
   try {
     pending = run();
@@ -265,12 +274,11 @@ export function timeRedis<T>(operation: RedisOperation, run: () => Promise<T>): 
   }
   return pending.then(
     (value) => {
-      observe();
+      observeRedis(operation, startedAt);
       return value;
     },
     (err: unknown) => {
-      observe();
-      redisErrorsBy(operation).inc();
+      observeRedis(operation, startedAt, true);
       throw err;
     },
   );

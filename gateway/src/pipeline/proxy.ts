@@ -249,9 +249,13 @@ function pickAnother(ctx: RequestContext, failed: Target, failure: GatewayError)
  */
 function untilAborted<T>(promise: Promise<T>, signal: RequestAbort): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    signal.once('abort', onAbort);
+    const onAbort = () => {
+      reject(signal.reason);
+      // A late answer to the abandoned request: free its connection.
+      promise.then((late) => (late as { body?: Readable }).body?.destroy(), () => undefined);
+    };
+    if (signal.aborted) return onAbort();
+    signal.on('abort', onAbort); // aborts once: no need for once()'s wrapper
     promise.then(
       (value) => {
         signal.off('abort', onAbort);
@@ -262,10 +266,6 @@ function untilAborted<T>(promise: Promise<T>, signal: RequestAbort): Promise<T> 
         reject(err);
       },
     );
-  }).catch((err) => {
-    // A late answer to an abandoned request: free its connection.
-    void promise.then((late) => (late as { body?: Readable }).body?.destroy(), () => undefined);
-    throw err;
   });
 }
 
@@ -293,19 +293,20 @@ function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number, befor
   return new Promise((resolve) => {
     const socket = res.socket;
     const unwatch = socket ? watchForStall({ stalled: sendStall(socket, sendTimeoutMs), onStall: () => res.destroy() }) : () => undefined;
-    body.once('error', (err) => {
+    // on(), not once(): each fires once for these per-request streams, and once() wraps every listener.
+    body.on('error', (err) => {
       unwatch();
       res.destroy();
       resolve(err);
     });
-    res.once('close', () => {
+    res.on('close', () => {
       unwatch();
       if (!res.writableFinished) body.destroy();
       resolve(undefined);
     });
     if (beforeEnd) {
       body.pipe(res, { end: false });
-      body.once('end', () => void Promise.resolve(beforeEnd()).then(() => res.end()));
+      body.on('end', () => void Promise.resolve(beforeEnd()).then(() => res.end()));
     } else {
       body.pipe(res);
     }

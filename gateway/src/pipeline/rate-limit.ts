@@ -3,7 +3,7 @@ import { concurrencyRefusalsBy, quotaRefusalsBy, rateLimitDecisionsBy } from '..
 import { calendarWindowName } from '../ratelimit/calendar';
 import { formatWindow } from '../config/duration';
 import { rateLimitExceeded, rateLimitHeaders } from '../ratelimit/headers';
-import type { LimitDecision } from '../ratelimit/limiter';
+import type { LimitDecision, LimitRequest } from '../ratelimit/limiter';
 import { LimiterUnavailableError } from '../ratelimit/resilient-limiter';
 import { countedCaller, type RequestContext } from './context';
 
@@ -13,44 +13,48 @@ import { countedCaller, type RequestContext } from './context';
  * anonymous caller's, of the anonymous tier, under its address's subject. Runs after
  * authorization, so only real customers are counted; refused requests are not counted.
  */
-export async function rateLimit(ctx: RequestContext): Promise<void> {
-  const { runtime } = ctx;
+export function rateLimit(ctx: RequestContext): Promise<void> | void {
   // An anonymous caller is limited as a key of the anonymous tier would be, under its address's subject.
   const limited = countedCaller(ctx);
   const route = ctx.route!.route;
-  const request = runtime.rateLimitPlan.request(limited, route.name, route.cost);
+  const request = ctx.runtime.rateLimitPlan.request(limited, route.name, route.cost);
   if (request === null) return; // an unlimited tier
+  // One reaction to the decision (not an async function: this runs on every request).
+  return ctx.runtime.limiter.check(request).then(
+    (decision) => applyDecision(ctx, limited.tier, request, decision),
+    (err: unknown) => {
+      if (!(err instanceof LimiterUnavailableError)) throw err;
+      throw serviceUnavailable({ cause: err });
+    },
+  );
+}
 
-  let decision;
-  try {
-    decision = await runtime.limiter.check(request);
-  } catch (err) {
-    if (!(err instanceof LimiterUnavailableError)) throw err;
-    throw serviceUnavailable({ cause: err });
-  }
+/** Sets the rate-limit headers, and refuses the request (429) when a limit in force is reached. */
+function applyDecision(ctx: RequestContext, tier: string, request: LimitRequest, decision: LimitDecision): void {
+  const { runtime } = ctx;
   if (decision.release) releaseWhenAnswered(ctx, decision.release);
   Object.assign(ctx.responseHeaders, rateLimitHeaders(decision, runtime.config.rate_limiting.ietf_headers));
   if (!decision.allowed) {
-    rateLimitDecisionsBy(limited.tier, 'limited').inc();
+    rateLimitDecisionsBy(tier, 'limited').inc();
     const slots = decision.concurrency;
     // A window's refusal says when to come back; only when no window refused is it the slots.
     if (slots && slots.blocking && !slots.shadow && !decision.windows.some((w) => w.blocking && !w.shadow)) {
-      concurrencyRefusalsBy(limited.tier).inc();
+      concurrencyRefusalsBy(tier).inc();
       throw tooManyConcurrentRequests(slots.limit);
     }
     const quota = request.quota && decision.windows[decision.windows.length - 1];
-    if (quota && quota.blocking && !quota.shadow) quotaRefusalsBy(limited.tier, quota.calendar!).inc();
+    if (quota && quota.blocking && !quota.shadow) quotaRefusalsBy(tier, quota.calendar!).inc();
     throw rateLimitExceeded(decision);
   }
   const shadowRefusals = shadowBlocking(decision);
   if (shadowRefusals === undefined) {
-    rateLimitDecisionsBy(limited.tier, 'allowed').inc();
+    rateLimitDecisionsBy(tier, 'allowed').inc();
     return;
   }
   // Admitted, but a shadow limit would have refused it: what enforcing that limit would do.
-  rateLimitDecisionsBy(limited.tier, 'shadow_limited').inc();
+  rateLimitDecisionsBy(tier, 'shadow_limited').inc();
   runtime.log.info(
-    { key_id: ctx.consumer?.id, client: ctx.consumer ? undefined : ctx.clientAddress, tier: limited.tier, account: ctx.consumer?.account, windows: shadowRefusals, route: route.name },
+    { key_id: ctx.consumer?.id, client: ctx.consumer ? undefined : ctx.clientAddress, tier, account: ctx.consumer?.account, windows: shadowRefusals, route: ctx.route!.route.name },
     'shadow rate limit: this request would have been refused',
   );
 }

@@ -1,5 +1,6 @@
+import { performance } from 'node:perf_hooks';
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
-import { timeRedis } from '../metrics/registry';
+import { observeRedis } from '../metrics/registry';
 import type { RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { calendarPeriod } from './calendar';
@@ -37,8 +38,11 @@ export class RedisLimiter implements Limiter {
     this.slots = new SlotLeases(client, deadline);
   }
 
-  /** `nowMs` replaces Redis TIME: only for tests that replay exact timings. */
-  async check(request: LimitRequest, nowMs?: number): Promise<LimitDecision> {
+  /**
+   * `nowMs` replaces Redis TIME: only for tests that replay exact timings. Not an async function: the
+   * reply is timed and read in one reaction to the call (this runs on every request).
+   */
+  check(request: LimitRequest, nowMs?: number): Promise<LimitDecision> {
     const { windows, quota, account, concurrency } = request;
     const keyBase = account === undefined ? `${this.prefix}rl:{${request.subject}}:` : `${this.prefix}rl:{@${account}}:${request.subject}:`;
     const accountBase = account === undefined ? '' : `${this.prefix}rl:{@${account}}:account:`; // perAccount windows come with an account
@@ -58,13 +62,29 @@ export class RedisLimiter implements Limiter {
       keys.push(`${keyBase}slots`);
       args.push('slot', concurrency.shadow ? -concurrency.limit : concurrency.limit, concurrency.leaseMs, token);
     }
-    let reply: number[];
+    const startedAt = performance.now();
+    const call = () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
+    let pending: Promise<number[]>;
     try {
-      const call = () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
-      reply = await timeRedis('ratelimit', () => (this.deadline ? this.deadline.run(keys[0], call) : call()));
+      pending = this.deadline ? this.deadline.run(keys[0], call) : call();
     } catch (err) {
-      throw storeFailure('Redis rate limit', err);
+      pending = Promise.reject(err);
     }
+    return pending.then(
+      (reply) => {
+        observeRedis('ratelimit', startedAt);
+        return this.decision(request, reply, keys[keys.length - 1], token);
+      },
+      (err: unknown) => {
+        observeRedis('ratelimit', startedAt, true);
+        throw storeFailure('Redis rate limit', err);
+      },
+    );
+  }
+
+  /** The script's reply as a decision; `slotKey` and `token` name the slot the request took, if any. */
+  private decision(request: LimitRequest, reply: number[], slotKey: string, token: string): LimitDecision {
+    const { windows, quota, concurrency } = request;
     const states: WindowState[] = windows.map((w, i) => ({
       limit: w.limit,
       windowMs: w.windowMs,
@@ -92,7 +112,7 @@ export class RedisLimiter implements Limiter {
     const at = reply.length - 3;
     const state = { limit: concurrency.limit, inFlight: Number(reply[at]), blocking: Number(reply[at + 1]) === 1, shadow: concurrency.shadow };
     const taken = allowed && request.cost > 0;
-    const release = taken ? this.slots.hold(keys[keys.length - 1], token, concurrency.leaseMs) : undefined;
+    const release = taken ? this.slots.hold(slotKey, token, concurrency.leaseMs) : undefined;
     return { allowed, nowMs: decidedAt, windows: states, concurrency: state, release };
   }
 

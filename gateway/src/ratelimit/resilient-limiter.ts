@@ -67,21 +67,28 @@ export class ResilientLimiter implements Limiter {
     return this.probeTimer !== undefined;
   }
 
-  async check(request: LimitRequest): Promise<LimitDecision> {
-    if (!this.fallbackActive) {
-      try {
-        const decision = await this.redis.check(request);
+  // Not an async function: one reaction to Redis' answer, on every request.
+  check(request: LimitRequest): Promise<LimitDecision> {
+    if (this.fallbackActive) return this.decideWithoutRedis(request);
+    return this.redis.check(request).then(
+      (decision) => {
         this.consecutiveFailures = 0;
         if (this.localUsed) this.forgetLocal();
         this.reports.set(request.subject, { windows: decision.windows, atMs: Date.now() });
         return decision;
-      } catch (err) {
+      },
+      (err: unknown) => {
         if (err instanceof StoreBusyError) throw new LimiterUnavailableError('Redis answers, but too late for this request', { cause: err });
         if (!(err instanceof StoreUnavailableError)) throw err;
         this.consecutiveFailures++;
         if (this.consecutiveFailures >= (this.options.failuresBeforeFallback ?? 3) && !this.fallbackActive) this.engage(err);
-      }
-    }
+        return this.withoutRedis(request);
+      },
+    );
+  }
+
+  /** withoutRedis, its refusal (fail_closed) as a rejection. */
+  private async decideWithoutRedis(request: LimitRequest): Promise<LimitDecision> {
     return this.withoutRedis(request);
   }
 
