@@ -1,24 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { NO_ROUTE, requestDurationBy, requestsBy } from '../metrics/registry';
+import type { AccessEntry } from '../log';
 import type { Runtime } from '../runtime';
 import type { RequestContext } from './context';
 
 /** What one request came to, for its metrics and its access-log line. */
-export interface Outcome {
-  requestId: string;
+export interface Outcome extends AccessEntry {
   /** performance.now() when it arrived */
   startedAt: number;
-  status?: number;
-  code?: string;
-  route?: string;
-  method?: string;
-  upstream?: string;
-  consumerId?: string;
-  tier?: string;
-  client?: string;
-  traceparent?: string | string[];
-  /** node's code for a request its parser refused */
-  parserError?: string;
 }
 
 /** The end of every request, answered or not. Never the key or any other secret. */
@@ -53,21 +42,5 @@ export function record(runtime: Runtime, outcome: Outcome): void {
   if (!log.enabled) return;
   const failed = outcome.code !== undefined || status >= 500;
   if (!failed && config.log.access_sample < 1 && Math.random() >= config.log.access_sample) return;
-  log.info(
-    {
-      request_id: outcome.requestId,
-      route: outcome.route,
-      method: outcome.method,
-      status: outcome.status,
-      code: outcome.code,
-      duration_ms: Math.round(seconds * 1_000_000) / 1000,
-      upstream: outcome.upstream,
-      consumer_id: outcome.consumerId,
-      tier: outcome.tier,
-      client: outcome.client,
-      traceparent: outcome.traceparent,
-      parser_error: outcome.parserError,
-    },
-    'request',
-  );
+  log.request(outcome, Math.round(seconds * 1_000_000) / 1000);
 }

@@ -173,7 +173,7 @@ describe('processes writing to a pipe (a container stdout)', () => {
       const { AccessLog, createLogger } = require(${JSON.stringify(LOG)});
       const log = createLogger('info');
       const access = new AccessLog(log);
-      for (let i = 0; i < 4000; i++) access.info({ i, pad: 'x'.repeat(200) }, 'request');
+      for (let i = 0; i < 4000; i++) access.request({ requestId: String(i), route: 'x'.repeat(200) }, 1);
       let ticks = 0;
       const ticking = setInterval(() => ticks++, 1);
       setTimeout(() => {
@@ -186,7 +186,7 @@ describe('processes writing to a pipe (a container stdout)', () => {
     const text = await readUntil(reader, (t) => t.includes('"msg":"last"'));
     expect(await proc.exited).toBe(0);
     const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    expect(lines.slice(0, 4000).map((l) => l.i)).toEqual(Array.from({ length: 4000 }, (_, i) => i));
+    expect(lines.slice(0, 4000).map((l) => l.request_id)).toEqual(Array.from({ length: 4000 }, (_, i) => String(i)));
     expect(lines[4000].msg).toBe('last');
     expect(lines[4000].ticks).toBeGreaterThan(10); // its event loop ran while the pipe was full
   });
