@@ -69,7 +69,7 @@ export class ResilientLimiter implements Limiter {
 
   // Not an async function: one reaction to Redis' answer, on every request.
   check(request: LimitRequest): Promise<LimitDecision> {
-    if (this.fallbackActive) return this.decideWithoutRedis(request);
+    if (this.fallbackActive) return this.withoutRedis(request);
     return this.redis.check(request).then(
       (decision) => {
         this.consecutiveFailures = 0;
@@ -87,12 +87,8 @@ export class ResilientLimiter implements Limiter {
     );
   }
 
-  /** withoutRedis, its refusal (fail_closed) as a rejection. */
-  private async decideWithoutRedis(request: LimitRequest): Promise<LimitDecision> {
-    return this.withoutRedis(request);
-  }
-
-  private withoutRedis(request: LimitRequest): Promise<LimitDecision> {
+  /** The local decision; fail_closed refuses (a rejection: async). */
+  private async withoutRedis(request: LimitRequest): Promise<LimitDecision> {
     if (this.options.policy === 'fail_closed') throw new LimiterUnavailableError();
     // This replica's share of each limit: together the replicas stay within it (rounding down).
     const replicas = Math.max(1, this.options.liveReplicas());
