@@ -17,6 +17,7 @@ const { values } = parseArgs({
     log: { type: 'string', default: 'info' },
     top: { type: 'string', default: '25' },
     floor: { type: 'boolean', default: false }, // profile the floor baseline instead, to compare
+    client: { type: 'string', default: 'ioredis' }, // the floor's Redis client (floor-proxy.mjs' REDIS_CLIENT)
     keep: { type: 'string' }, // copy the .cpuprofile here (open it in Chrome DevTools or speedscope)
     interval: { type: 'string', default: '1000' }, // µs between samples (V8's default, 1000, misses the small functions)
   },
@@ -30,7 +31,7 @@ const summary = await withGroup(async (group) => {
   const redis = await startRedis(group);
   const nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${values.interval}`];
   const sluice = values.floor
-    ? await startFloor(group, upstream, redis, nodeArgs)
+    ? await startFloor(group, upstream, redis, nodeArgs, values.client)
     : await startSluice(group, { upstream, redis, config: { log: { level: values.log } }, nodeArgs });
   const load = { url: sluice.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
   warmup = await runLoad(tool, { ...load, seconds: 2 }); // warm-up: in the profile too

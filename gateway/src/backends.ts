@@ -7,7 +7,6 @@ import type { Limiter } from './ratelimit/limiter';
 import { MemoryKeyStore } from './keys/memory-store';
 import { MemoryLimiter } from './ratelimit/memory-limiter';
 import { createRedisClient, type RedisClient } from './redis/client';
-import { VARIABLE_KEY_COMMANDS } from './ratelimit/scripts';
 import { RedisDeadline } from './redis/deadline';
 import { ReplicaHeartbeat } from './ratelimit/heartbeat';
 import { RedisKeyEvents } from './keys/redis-events';
@@ -25,34 +24,25 @@ export interface Backends {
   close(): Promise<void>;
 }
 
-/** How long Redis calls may take, and the scripts Cluster auto-pipelining must skip (ratelimit/scripts.ts). */
-function redisTimeouts(config: Config) {
-  return { timeoutMs: config.store.timeout_ms, maxWaitMs: config.store.max_wait_ms, unpipelined: VARIABLE_KEY_COMMANDS };
-}
-
-/** The Redis key store alone, and a way to announce changes to the replicas (the CLI). */
-function openRedisKeyStore(config: Config): { store: RedisKeyStore; events: KeyEvents } {
-  const redis = config.store.redis;
-  if (!redis) throw new Error('no store.redis in this config');
-  const client = createRedisClient(redis, redisTimeouts(config));
-  // The CLI says in one line when it cannot reach Redis; ioredis would print each retry's stack too.
-  client.on('error', () => undefined);
-  return { store: new RedisKeyStore(client, redis.key_prefix), events: new RedisKeyEvents(client, redis, config.store.timeout_ms, createLogger('silent')) };
-}
-
 /**
- * The CLI's way to the Redis key store (key commands, `store init`, the test support): opens it,
- * waits for it (throws when it cannot be reached), runs `use`, closes it.
+ * The CLI's way to the Redis key store (key commands, `store init`, the test support): opens it (its
+ * calls bounded as the gateway's are), waits for it (throws when it cannot be reached), runs `use`,
+ * closes it. `events` announce changes to the replicas.
  */
 export async function withRedisKeyStore<T>(config: Config, use: (store: RedisKeyStore, events: KeyEvents) => Promise<T>): Promise<T> {
-  const { store, events } = openRedisKeyStore(config);
+  const settings = config.store.redis;
+  if (!settings) throw new Error('no store.redis in this config');
+  const silent = createLogger('silent');
+  // The CLI says in one line when it cannot reach Redis (logConnectionErrors at level silent).
+  const { deadline, keyStore, keyEvents } = openRedisKeyParts(config, settings, silent);
   try {
-    if (!(await connectKeyStore(store, createLogger('silent'), Math.max(config.store.timeout_ms, 3000)))) {
+    if (!(await connectKeyStore(keyStore, silent, Math.max(config.store.timeout_ms, 3000)))) {
       throw new Error('cannot reach the Redis key store named in the config');
     }
-    return await use(store, events);
+    return await use(keyStore, keyEvents);
   } finally {
-    await store.close();
+    deadline.close();
+    await keyStore.close();
   }
 }
 
@@ -74,7 +64,7 @@ export function openBackends(config: Config, log: Logger): Backends {
   }
   const { client, deadline, keyStore, keyEvents } = openRedisKeyParts(config, settings, log);
   const prefix = settings.key_prefix;
-  const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint);
+  const heartbeat = new ReplicaHeartbeat(client, `${prefix}replicas`, config.store.replicas_hint, deadline);
   heartbeat.start();
   const limiter = new ResilientLimiter(new RedisLimiter(client, prefix, deadline), new MemoryLimiter(), {
     policy: config.failure_policy,
@@ -99,9 +89,9 @@ export function openBackends(config: Config, log: Logger): Backends {
 
 /** One Redis client (its errors logged) with the key store and key-change events on it. */
 function openRedisKeyParts(config: Config, settings: RedisConfig, log: Logger) {
-  const client: RedisClient = createRedisClient(settings, redisTimeouts(config));
+  const client: RedisClient = createRedisClient(settings, { timeoutMs: config.store.timeout_ms });
   logConnectionErrors(client, log);
-  const deadline = new RedisDeadline(client, config.store.timeout_ms, config.store.max_wait_ms);
+  const deadline = new RedisDeadline(client, settings, config.store.timeout_ms, config.store.max_wait_ms);
   const keyStore = new RedisKeyStore(client, settings.key_prefix, deadline);
   const keyEvents = new RedisKeyEvents(client, settings, config.store.timeout_ms, log);
   return { client, deadline, keyStore, keyEvents };
@@ -137,17 +127,21 @@ export function openKeyApiBackends(config: Config, log: Logger): KeyApiBackends 
 }
 
 /**
- * Without an 'error' listener ioredis prints every connection error to stderr as raw text, outside
- * the JSON log and its redaction. Each new cause is logged once (StoreHealth reports the outage).
+ * Without an 'error' listener a connection error would throw (and crash the process). Each new cause
+ * is logged once, as text (StoreHealth reports the outage); a Cluster reports its nodes' errors apart.
  */
 function logConnectionErrors(client: RedisClient, log: Logger): void {
   let last: string | undefined;
-  client.on('error', (err: Error) => {
-    if (err.message === last) return;
-    last = err.message;
-    log.warn({ err: err.message }, 'Redis connection error');
-  });
+  const onError = (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    if (message === last) return;
+    last = message;
+    log.warn({ err: message }, 'Redis connection error');
+  };
+  client.on('error', onError);
+  client.on('node-error', onError);
   client.on('ready', () => (last = undefined));
+  client.on('node-ready', () => (last = undefined));
 }
 
 /** Waits (bounded) for Redis at start-up; a gateway still starts without it and serves cached keys later. */

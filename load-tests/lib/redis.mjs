@@ -88,14 +88,17 @@ export const fmtCommands = (map) =>
 
 /**
  * Writes `count` keys of `tier` into the store through the gateway's own RedisKeyStore.put (the
- * same records, hashes and schema as `sluice keys create/import`), many at once: ioredis
- * auto-pipelining batches them, so 100k keys take seconds instead of a sequential import's minutes.
+ * same records, hashes and schema as `sluice keys create/import`), many at once: node-redis writes
+ * each tick's commands together, so 100k keys take seconds instead of a sequential import's minutes.
  * Returns the file of plaintext keys (one per line, for the load tool) and the key ids.
  */
 export async function seedKeys(redis, { count, tier, concurrency = 2000 }) {
   const { RedisKeyStore } = require(path.join(ROOT, 'dist/keys/redis-store.js'));
   const { newRecord } = require(path.join(ROOT, 'dist/keys/records.js'));
-  const client = new Redis({ host: '127.0.0.1', port: redis.port, enableAutoPipelining: true, maxRetriesPerRequest: 1 });
+  const { createRedisClient, closeRedisClient, waitUntilReady } = require(path.join(ROOT, 'dist/redis/client.js'));
+  const client = createRedisClient({ url: `redis://127.0.0.1:${redis.port}`, key_prefix: redis.prefix }, { timeoutMs: 5000 });
+  client.on('error', () => undefined);
+  await waitUntilReady(client, 10_000);
   const store = new RedisKeyStore(client, redis.prefix);
   const secrets = new Array(count);
   const ids = new Array(count);
@@ -111,7 +114,7 @@ export async function seedKeys(redis, { count, tier, concurrency = 2000 }) {
       await Promise.all(batch);
     }
   } finally {
-    client.disconnect();
+    await closeRedisClient(client);
   }
   const file = path.join(tempDir('keys'), 'keys.txt');
   writeFileSync(file, secrets.join('\n') + '\n');

@@ -1,7 +1,7 @@
 // Redis clients for the one call the hot path makes: the floor (bare undici + SHA-256 + one EVALSHA of
-// sluice's sliding-window script, two windows) through ioredis 6 with auto-pipelining, as sluice uses
-// it, and through node-redis (6, and 5) with its own per-tick pipelining — the same process otherwise.
-// Whatever wins here is what the gateway could gain by switching clients (issue #16).
+// sluice's sliding-window script, two windows) through ioredis 6 with auto-pipelining (the floor's own
+// client), and through node-redis 5 (@redis/client, what sluice uses) and 6, each with its own per-tick
+// pipelining — the same process otherwise. Why sluice moved to node-redis 5 (issue #16).
 import { createRequire } from 'node:module';
 import { withGroup } from '../lib/procs.mjs';
 import { fmtCommands, startRedis } from '../lib/redis.mjs';
@@ -20,8 +20,8 @@ export async function run(settings) {
     const redis = await startRedis(group);
     const clients = [
       ['ioredis', `ioredis ${version('ioredis')} (auto-pipelining)`],
+      ['node-redis-5', `node-redis ${version('@redis/client')} (@redis/client, as sluice uses it)`],
       ['node-redis', `node-redis ${version('redis')}`],
-      ['node-redis-5', `node-redis ${version('redis5')}`],
     ];
     const cases = [];
     for (const [client, name] of clients) {

@@ -1,10 +1,14 @@
-import type Redis from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisConfig } from '../config/schema';
 import { keyEventsSubscribed } from '../metrics/registry';
 import type { KeyChangeListener, KeyEvents } from './events';
 import { StoreUnavailableError } from '../redis/errors';
-import { createSubscriberClient, type RedisClient } from '../redis/client';
+import { connectSubscriber, dropConnection, type RedisClient } from '../redis/client';
+
+type Subscriber = Awaited<ReturnType<typeof connectSubscriber>>;
+
+/** Between attempts to subscribe again: about once a second at most. */
+const retryDelay = (attempt: number) => Math.min((attempt + 1) * 100, 1000);
 
 /**
  * Key changes over Redis pub/sub: `<prefix>key-events`, message = key id. Every replica subscribes on
@@ -14,7 +18,8 @@ import { createSubscriberClient, type RedisClient } from '../redis/client';
  */
 export class RedisKeyEvents implements KeyEvents {
   readonly channel: string;
-  private subscriber?: Redis;
+  private subscriber?: Subscriber;
+  private retry?: NodeJS.Timeout;
   private listener?: KeyChangeListener;
   private subscribed = false;
   private closed = false;
@@ -42,22 +47,42 @@ export class RedisKeyEvents implements KeyEvents {
     this.connect(0);
   }
 
+  /**
+   * Subscribes on a new connection; once it is lost (or cannot be made), tries again on another, the
+   * next node in turn. The cache is expired each time the subscription stands again.
+   */
   private connect(attempt: number): void {
-    const subscriber = createSubscriberClient(this.settings, this.timeoutMs, attempt);
-    this.subscriber = subscriber;
-    subscriber.on('error', () => undefined); // reconnects follow; the main client reports outages
-    subscriber.on('message', (_channel: string, id: string) => this.listener?.invalidate(id));
-    subscriber.on('ready', () => {
-      subscriber.subscribe(this.channel).then(
-        () => this.onSubscribed(),
-        () => subscriber.disconnect(true), // try again on a fresh connection
-      );
-    });
-    subscriber.on('close', () => this.onLost());
-    // Only a Cluster node given up on ends on its own: move on to the next node.
-    subscriber.on('end', () => {
-      if (!this.closed) this.connect(attempt + 1);
-    });
+    if (this.closed) return;
+    connectSubscriber(this.settings, this.timeoutMs, attempt).then(
+      async (subscriber) => {
+        if (this.closed) return dropConnection(subscriber);
+        this.subscriber = subscriber;
+        let lost = false;
+        const onLost = () => {
+          if (lost) return;
+          lost = true;
+          dropConnection(subscriber);
+          this.reconnect(attempt + 1);
+        };
+        subscriber.on('error', () => !subscriber.isOpen && onLost()); // it does not reconnect by itself
+        subscriber.on('end', onLost);
+        try {
+          await subscriber.subscribe(this.channel, (id) => this.listener?.invalidate(id));
+          this.onSubscribed();
+        } catch {
+          onLost(); // try again on a fresh connection
+        }
+      },
+      () => this.reconnect(attempt + 1),
+    );
+  }
+
+  private reconnect(attempt: number): void {
+    this.onLost();
+    this.subscriber = undefined;
+    if (this.closed) return;
+    this.retry = setTimeout(() => this.connect(attempt), retryDelay(attempt));
+    this.retry.unref();
   }
 
   private onSubscribed(): void {
@@ -76,6 +101,7 @@ export class RedisKeyEvents implements KeyEvents {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.subscriber?.disconnect();
+    clearTimeout(this.retry);
+    if (this.subscriber) dropConnection(this.subscriber);
   }
 }

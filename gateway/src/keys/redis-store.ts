@@ -2,7 +2,7 @@ import { timeRedis, type RedisOperation } from '../metrics/registry';
 import { StoreUnavailableError } from '../redis/errors';
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
 import { allSecretHashes, createKey } from './records';
-import { waitUntilReady, type RedisClient } from '../redis/client';
+import { closeRedisClient, redisScript, runScript, waitUntilReady, type RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { REPLACE_RECORD } from './scripts';
 
@@ -15,9 +15,7 @@ import { REPLACE_RECORD } from './scripts';
  *                             its absence means the store lost its data or was never initialised
  */
 
-type ScriptedClient = RedisClient & {
-  sluiceReplaceRecord(recordKey: string, expectedRev: string, ...fieldsAndValues: string[]): Promise<number>;
-};
+const REPLACE = redisScript(REPLACE_RECORD);
 
 // account and limits came later: records without them read as before.
 const TEXT_FIELDS = ['id', 'name', 'tier', 'status', 'account', 'created_at', 'updated_at', 'expires_at', 'rotated_at', 'revoked_at'] as const;
@@ -54,16 +52,16 @@ const UPDATE_ATTEMPTS = 10;
 
 export class RedisKeyStore implements KeyStore {
   readonly kind = 'redis';
-  readonly client: ScriptedClient;
-
   constructor(
-    client: RedisClient,
+    readonly client: RedisClient,
     private readonly prefix: string,
-    /** Bounds each call (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
+    /** Bounds each call (see redis/deadline.ts); undefined: unbounded (the CLI, which waits for Redis anyway). */
     private readonly deadline?: RedisDeadline,
-  ) {
-    client.defineCommand('sluiceReplaceRecord', { numberOfKeys: 1, lua: REPLACE_RECORD });
-    this.client = client as ScriptedClient;
+  ) {}
+
+  /** Replaces the record at `recordKey` if its rev is still `expectedRev` ("": whatever is there). */
+  private replaceRecord(recordKey: string, expectedRev: string, record: ApiKeyRecord): Promise<number> {
+    return runScript<number>(this.client, REPLACE, [recordKey], [expectedRev, ...toFields(record)]);
   }
 
   private recordKey(id: string) {
@@ -111,11 +109,11 @@ export class RedisKeyStore implements KeyStore {
     const giveBack = () => Promise.all(claimed.map((hash) => this.client.del(this.secretKey(hash)).catch(() => undefined)));
     try {
       for (const hash of hashes) {
-        if ((await this.call('key_write', this.secretKey(hash), () => this.client.set(this.secretKey(hash), record.id, 'NX'))) !== null) claimed.push(hash);
+        if ((await this.call('key_write', this.secretKey(hash), () => this.client.set(this.secretKey(hash), record.id, { condition: 'NX' }))) !== null) claimed.push(hash);
         else if ((await this.call('key_write', this.secretKey(hash), () => this.client.get(this.secretKey(hash)))) !== record.id) throw new KeyExistsError();
       }
-      await this.call('key_write', this.recordKey(record.id), () => this.client.sluiceReplaceRecord(this.recordKey(record.id), '', ...toFields(record)));
-      await this.call('key_write', this.indexKey, () => this.client.zadd(this.indexKey, 0, record.id));
+      await this.call('key_write', this.recordKey(record.id), () => this.replaceRecord(this.recordKey(record.id), '', record));
+      await this.call('key_write', this.indexKey, () => this.client.zAdd(this.indexKey, { score: 0, value: record.id }));
     } catch (err) {
       // Give the secrets back so a retry can succeed; a half-written record is unreachable without them.
       await giveBack();
@@ -124,17 +122,17 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async addSecret(secretHash: string, id: string): Promise<boolean> {
-    return (await this.call('key_write', this.secretKey(secretHash), () => this.client.set(this.secretKey(secretHash), id, 'NX'))) !== null;
+    return (await this.call('key_write', this.secretKey(secretHash), () => this.client.set(this.secretKey(secretHash), id, { condition: 'NX' }))) !== null;
   }
 
   async get(id: string): Promise<ApiKeyRecord | null> {
-    const hash = await this.call('key_read', this.recordKey(id), () => this.client.hgetall(this.recordKey(id)));
+    const hash = await this.call('key_read', this.recordKey(id), () => this.client.hGetAll(this.recordKey(id)));
     return fromHash(hash);
   }
 
   async list({ after, limit }: { after?: string; limit: number }): Promise<KeyPage> {
     const from = after === undefined ? '-' : `(${after}`;
-    const ids = await this.call('key_list', this.indexKey, () => this.client.zrangebylex(this.indexKey, from, '+', 'LIMIT', 0, limit + 1));
+    const ids = await this.call('key_list', this.indexKey, () => this.client.zRangeByLex(this.indexKey, from, '+', { LIMIT: { offset: 0, count: limit + 1 } }));
     const page = ids.slice(0, limit);
     const records = (await Promise.all(page.map((id) => this.get(id)))).filter((r): r is ApiKeyRecord => r !== null);
     return ids.length > limit ? { records, next: page[page.length - 1] } : { records };
@@ -142,12 +140,12 @@ export class RedisKeyStore implements KeyStore {
 
   async update(id: string, change: (current: ApiKeyRecord) => ApiKeyRecord): Promise<ApiKeyRecord | null> {
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const hash = await this.call('key_read', this.recordKey(id), () => this.client.hgetall(this.recordKey(id)));
+      const hash = await this.call('key_read', this.recordKey(id), () => this.client.hGetAll(this.recordKey(id)));
       const current = fromHash(hash);
       if (!current) return null;
       const next = change(current);
       const written = await this.call('key_write', this.recordKey(id), () =>
-        this.client.sluiceReplaceRecord(this.recordKey(id), hash.rev ?? '0', ...toFields(next)),
+        this.replaceRecord(this.recordKey(id), hash.rev ?? '0', next),
       );
       if (written === 1) return next;
       if (written === 0) return null;
@@ -163,15 +161,15 @@ export class RedisKeyStore implements KeyStore {
   /** Stores written before the key API kept ids in a plain set (`key-ids`); moves them to the index once. */
   private async upgrade(): Promise<void> {
     const legacy = `${this.prefix}key-ids`;
-    const ids = await this.call('key_write', legacy, () => this.client.smembers(legacy));
+    const ids = await this.call('key_write', legacy, () => this.client.sMembers(legacy));
     if (ids.length === 0) return;
-    await this.call('key_write', this.indexKey, () => this.client.zadd(this.indexKey, ...ids.flatMap((id) => [0, id])));
+    await this.call('key_write', this.indexKey, () => this.client.zAdd(this.indexKey, ids.map((id) => ({ score: 0, value: id }))));
     await this.call('key_write', legacy, () => this.client.del(legacy));
   }
 
   async writeMarker(): Promise<boolean> {
     const written = await this.call('marker', this.markerKey, () =>
-      this.client.set(this.markerKey, JSON.stringify({ created_at: new Date().toISOString() }), 'NX'),
+      this.client.set(this.markerKey, JSON.stringify({ created_at: new Date().toISOString() }), { condition: 'NX' }),
     );
     return written !== null;
   }
@@ -181,8 +179,6 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => undefined);
-    // quit() leaves a Sentinel failover detector's connections open (the CLI would never exit): disconnect() closes them.
-    this.client.disconnect();
+    await closeRedisClient(this.client);
   }
 }

@@ -1,5 +1,5 @@
-// The key store's Lua script. Registered with ioredis' defineCommand, so it goes as EVALSHA and is
-// re-sent only on NOSCRIPT.
+// The key store's Lua script. It runs with runScript (redis/client.ts): as EVALSHA, with the source
+// sent only on NOSCRIPT.
 
 /**
  * Replaces a key record (a hash) and bumps its `rev` field, so read-modify-write stays atomic without

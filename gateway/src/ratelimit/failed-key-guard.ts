@@ -28,7 +28,7 @@ export class FailedKeyGuard {
       blockDuration: Math.ceil(settings.block_for / 1000),
     };
     this.limiter = redis
-      ? new RateLimiterRedis({ ...options, storeClient: redis.client, rejectIfRedisNotReady: true, insuranceLimiter: new RateLimiterMemory(options) })
+      ? new RateLimiterRedis({ ...options, storeClient: redis.client, useRedisPackage: true, rejectIfRedisNotReady: true, insuranceLimiter: new RateLimiterMemory(options) })
       : new RateLimiterMemory(options);
   }
 

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisClient } from '../redis/client';
+import { redisScript, runScript, type RedisClient } from '../redis/client';
+import type { RedisDeadline } from '../redis/deadline';
 import { REPLICA_HEARTBEAT } from './scripts';
 
-type ScriptedClient = RedisClient & { sluiceHeartbeat(key: string, id: string, livenessMs: number): Promise<number> };
+const SCRIPT = redisScript(REPLICA_HEARTBEAT);
 
 // Every second: replicas started together (a rollout, a scale-up) must see each other before Redis can
 // fail, or each one would take the whole limit as its share. One cheap script call a second per replica.
@@ -19,23 +20,23 @@ export class ReplicaHeartbeat {
   /** Live replicas as last seen in Redis (this one included); the configured hint until then. */
   liveReplicas: number;
   private readonly id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  private readonly client: ScriptedClient;
   private timer?: NodeJS.Timeout;
   private previousBeatOk = false;
 
   constructor(
-    client: RedisClient,
+    private readonly client: RedisClient,
     private readonly key: string,
     replicasHint: number,
+    /** Bounds each beat (a frozen Redis would hold it, and the next ones, until the connection dies). */
+    private readonly deadline?: RedisDeadline,
   ) {
-    client.defineCommand('sluiceHeartbeat', { numberOfKeys: 1, lua: REPLICA_HEARTBEAT });
-    this.client = client as ScriptedClient;
     this.liveReplicas = replicasHint;
   }
 
   async beat(): Promise<void> {
     try {
-      const count = await this.client.sluiceHeartbeat(this.key, this.id, LIVENESS_MS);
+      const call = () => runScript<number>(this.client, SCRIPT, [this.key], [this.id, `${LIVENESS_MS}`]);
+      const count = await (this.deadline ? this.deadline.run(this.key, call) : call());
       // The first beat after a start or an outage (frozen, restarted empty) sees only the replicas that
       // beat before it, not yet the others: trust the count from the next beat on.
       if (this.previousBeatOk) this.liveReplicas = Math.max(1, count);
@@ -54,6 +55,6 @@ export class ReplicaHeartbeat {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.client.zrem(this.key, this.id).catch(() => undefined);
+    await this.client.zRem(this.key, this.id).catch(() => undefined);
   }
 }

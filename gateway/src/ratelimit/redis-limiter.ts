@@ -1,15 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
 import { observeRedis } from '../metrics/registry';
-import type { RedisClient } from '../redis/client';
+import { redisScript, runScript, type RedisClient } from '../redis/client';
 import { storeFailure, type RedisDeadline } from '../redis/deadline';
 import { calendarPeriod } from './calendar';
 import { SLIDING_WINDOW } from './scripts';
 import { SlotLeases } from './slots';
 
-type ScriptedClient = RedisClient & {
-  sluiceSlidingWindow(numberOfKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
-};
+const SCRIPT = redisScript(SLIDING_WINDOW);
 
 /**
  * The sliding-window limiter in Redis: one EVALSHA per request, whatever the number of windows,
@@ -24,17 +22,14 @@ type ScriptedClient = RedisClient & {
  * A tier with a concurrency limit costs one more call per request: the slot's ZREM when it ends.
  */
 export class RedisLimiter implements Limiter {
-  private readonly client: ScriptedClient;
   private readonly slots: SlotLeases;
 
   constructor(
-    client: RedisClient,
+    private readonly client: RedisClient,
     private readonly prefix: string,
-    /** Bounds each call (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
+    /** Bounds each call (see redis/deadline.ts); undefined: unbounded (tests, the CLI). */
     private readonly deadline?: RedisDeadline,
   ) {
-    client.defineCommand('sluiceSlidingWindow', { lua: SLIDING_WINDOW }); // see VARIABLE_KEY_COMMANDS
-    this.client = client as ScriptedClient;
     this.slots = new SlotLeases(client, deadline);
   }
 
@@ -47,23 +42,23 @@ export class RedisLimiter implements Limiter {
     const keyBase = account === undefined ? `${this.prefix}rl:{${request.subject}}:` : `${this.prefix}rl:{@${account}}:${request.subject}:`;
     const accountBase = account === undefined ? '' : `${this.prefix}rl:{@${account}}:account:`; // perAccount windows come with an account
     const keys: string[] = [];
-    const args: (string | number)[] = [request.cost, nowMs ?? ''];
+    const args: string[] = [`${request.cost}`, nowMs === undefined ? '' : `${nowMs}`];
     for (const w of windows) {
       keys.push((w.perAccount ? accountBase : keyBase) + w.name);
-      args.push(w.shadow ? -w.limit : w.limit, w.windowMs);
+      args.push(`${w.shadow ? -w.limit : w.limit}`, `${w.windowMs}`);
     }
     if (quota) {
       keys.push(`${keyBase}quota:${quota.period}`);
-      args.push('quota', quota.shadow ? -quota.limit : quota.limit, quota.period);
+      args.push('quota', `${quota.shadow ? -quota.limit : quota.limit}`, quota.period);
     }
     let token = '';
     if (concurrency) {
       token = request.cost > 0 ? this.slots.nextToken() : ''; // a peek takes no slot
       keys.push(`${keyBase}slots`);
-      args.push('slot', concurrency.shadow ? -concurrency.limit : concurrency.limit, concurrency.leaseMs, token);
+      args.push('slot', `${concurrency.shadow ? -concurrency.limit : concurrency.limit}`, `${concurrency.leaseMs}`, token);
     }
     const startedAt = performance.now();
-    const call = () => this.client.sluiceSlidingWindow(keys.length, ...keys, ...args);
+    const call = () => runScript<number[]>(this.client, SCRIPT, keys, args);
     let pending: Promise<number[]>;
     try {
       pending = this.deadline ? this.deadline.run(keys[0], call) : call();

@@ -1,15 +1,7 @@
 import { BUCKETS_PER_WINDOW } from './sliding-window';
 
-// The rate limiter's Lua scripts, one named constant each. They are registered with ioredis'
-// defineCommand, so they go as EVALSHA and are re-sent only on NOSCRIPT.
-
-
-/**
- * Commands whose key count varies per call (their first argument is the count, not a key). ioredis'
- * Cluster auto-pipelining picks a node from the first argument, so these must bypass it there
- * (redis/ioredis#2109); each is one round trip of its own anyway.
- */
-export const VARIABLE_KEY_COMMANDS = ['sluiceSlidingWindow'];
+// The rate limiter's Lua scripts, one named constant each. They run with runScript (redis/client.ts):
+// as EVALSHA, with the source sent only on NOSCRIPT.
 
 /**
  * The start and end of the calendar period (UTC) holding `now`, in days since 1970-01-01, for a
@@ -213,7 +205,7 @@ return result
 /**
  * Renews one concurrency lease, if it is still held (XX: a slot given back is not taken again), to
  * the script's clock + ARGV[1] ms. KEYS[1]: the slots sorted set; ARGV[2]: the request's token.
- * One key each, so a replica's renewals of many leases go auto-pipelined, one batch per node.
+ * One key each, so a replica's renewals of many leases go together, one write per node.
  */
 export const SLOT_RENEW = `
 local t = redis.call('TIME')

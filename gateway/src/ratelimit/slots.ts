@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { RedisClient } from '../redis/client';
+import { redisScript, runScript, type RedisClient } from '../redis/client';
 import type { RedisDeadline } from '../redis/deadline';
 import { SLOT_RENEW } from './scripts';
 
-type ScriptedClient = RedisClient & { sluiceSlotRenew(key: string, leaseMs: number, token: string): Promise<number> };
+const SCRIPT = redisScript(SLOT_RENEW);
 
 interface Lease {
   readonly key: string;
@@ -12,14 +12,13 @@ interface Lease {
 
 /**
  * This replica's concurrency slots in Redis (leases in a sorted set per key, taken by the limit
- * script). One timer renews every live lease each third of the shortest lease, auto-pipelined (one
- * batch per Redis node), so an answer streaming for hours keeps its slot while only a dead
+ * script). One timer renews every live lease each third of the shortest lease, sent together (one
+ * write per Redis node), so an answer streaming for hours keeps its slot while only a dead
  * replica's slots expire. Giving a slot back is one ZREM, which the caller can wait for (under the
  * store's deadline) so the client's next request finds the slot free. Both are best effort: a
  * failed call leaves a lease that expires on its own within its lease time.
  */
 export class SlotLeases {
-  private readonly client: ScriptedClient;
   private readonly leases = new Map<string, Lease>();
   /** Unique per process, so tokens never collide across replicas or restarts. */
   private readonly tokenPrefix = randomBytes(6).toString('hex');
@@ -28,13 +27,10 @@ export class SlotLeases {
   private renewEveryMs = Infinity;
 
   constructor(
-    client: RedisClient,
-    /** Bounds each give-back (see redis/deadline.ts); undefined: ioredis' commandTimeout alone. */
+    private readonly client: RedisClient,
+    /** Bounds each give-back (see redis/deadline.ts); undefined: unbounded. */
     private readonly deadline?: RedisDeadline,
-  ) {
-    client.defineCommand('sluiceSlotRenew', { numberOfKeys: 1, lua: SLOT_RENEW });
-    this.client = client as ScriptedClient;
-  }
+  ) {}
 
   /** A new request's token: the member of its lease. */
   nextToken(): string {
@@ -51,7 +47,7 @@ export class SlotLeases {
     return async () => {
       if (!this.leases.delete(token)) return;
       if (this.leases.size === 0) this.stop();
-      const call = () => this.client.zrem(key, token);
+      const call = () => this.client.zRem(key, token);
       await (this.deadline ? this.deadline.run(key, call) : call()).catch(() => undefined); // else the lease expires by itself
     };
   }
@@ -72,7 +68,7 @@ export class SlotLeases {
 
   private renew(): void {
     for (const [token, { key, leaseMs }] of this.leases) {
-      this.client.sluiceSlotRenew(key, leaseMs, token).catch(() => undefined); // retried next tick
+      runScript(this.client, SCRIPT, [key], [`${leaseMs}`, token]).catch(() => undefined); // retried next tick
     }
   }
 

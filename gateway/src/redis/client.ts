@@ -1,89 +1,186 @@
-import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import { createHash } from 'node:crypto';
+import {
+  createClient,
+  createCluster,
+  createSentinel,
+  ErrorReply,
+  type RedisClientOptions,
+  type RedisClientType,
+  type RedisClusterType,
+  type RedisSentinelType,
+} from '@redis/client';
 import { parseHostPort, type Config } from '../config/schema';
 
-export type RedisClient = Redis | Cluster;
-type RedisSettings = NonNullable<NonNullable<Config['store']['redis']>>;
+// node-redis (@redis/client 5): it costs less CPU per call than ioredis did for the request path's
+// EVALSHA (load-tests/RESULTS.md, "Redis clients"), and it writes every command of one loop turn in one go.
+export type RedisClient = RedisClientType | RedisClusterType | RedisSentinelType;
+export type RedisSettings = NonNullable<NonNullable<Config['store']['redis']>>;
 
 /** A node from the config (`host:port`, `[v6]:port`), validated there: one parser for both. */
 function hostPort(address: string): { host: string; port: number } {
   return parseHostPort(address)!;
 }
 
-/**
- * One client for any topology. No offline queue and a bounded command timeout: ioredis' defaults
- * would hold a request for over a minute while Redis is gone. Reconnects are retried about once a second.
- */
-export function createRedisClient(
-  settings: RedisSettings,
-  { timeoutMs, maxWaitMs, unpipelined = [] }: { timeoutMs: number; maxWaitMs: number; /** commands Cluster auto-pipelining must skip */ unpipelined?: string[] },
-): RedisClient {
-  const common: RedisOptions = {
-    enableOfflineQueue: false,
-    // A backstop only, after RedisDeadline has judged: ioredis' own timer starts when a pipeline is
-    // sent and fires late on a busy loop, so at timeout_ms it would fail calls Redis answered.
-    commandTimeout: maxWaitMs + timeoutMs,
-    connectTimeout: Math.max(timeoutMs, 1000),
-    maxRetriesPerRequest: 0,
-    enableAutoPipelining: true,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+/** Reconnects about once a second at most. */
+const reconnectStrategy = (attempt: number) => Math.min((attempt + 1) * 100, 1000);
+
+/** How each connection to a Redis server is made. No offline queue: a call while Redis is away fails at once. */
+function nodeOptions(settings: RedisSettings, timeoutMs: number): RedisClientOptions {
+  const options: RedisClientOptions = {
+    disableOfflineQueue: true,
+    socket: { connectTimeout: Math.max(timeoutMs, 1000), reconnectStrategy },
   };
-  if (settings.password !== undefined) common.password = settings.password;
+  if (settings.password !== undefined) options.password = settings.password;
+  if (settings.db !== undefined && !settings.cluster) options.database = settings.db;
+  return options;
+}
+
+/**
+ * One client for any topology, connecting in the background (and again whenever it loses Redis) until
+ * closed. Calls are bounded by RedisDeadline on the request path; node-redis itself has no default timeout.
+ * `offlineQueue`: calls made while it connects wait instead of failing (the deadline's own PINGs).
+ */
+export function createRedisClient(settings: RedisSettings, { timeoutMs, offlineQueue = false }: { timeoutMs: number; offlineQueue?: boolean }): RedisClient {
+  const node = { ...nodeOptions(settings, timeoutMs), disableOfflineQueue: !offlineQueue };
+  let client: RedisClient;
   if (settings.cluster) {
-    return new Cluster(settings.cluster.nodes.map(hostPort), {
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-      autoPipeliningIgnoredCommands: unpipelined,
-      clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1000),
-      redisOptions: common,
+    client = createCluster({ rootNodes: settings.cluster.nodes.map((address) => ({ socket: hostPort(address) })), defaults: node });
+  } else if (settings.sentinel) {
+    client = createSentinel({
+      name: settings.sentinel.name,
+      sentinelRootNodes: settings.sentinel.sentinels.map(hostPort),
+      nodeClientOptions: node,
+      sentinelClientOptions: { socket: node.socket },
+      masterPoolSize: 1,
+    }) as unknown as RedisSentinelType;
+  } else {
+    client = createClient({ ...node, url: settings.url }) as RedisClientType;
+  }
+  keepConnecting(client);
+  return client;
+}
+
+const closed = new WeakSet<object>();
+
+/**
+ * A standalone client retries by itself from its first connect on; a Cluster or Sentinel client gives
+ * up when no node answers at first: try again each second until it is closed.
+ */
+function keepConnecting(client: RedisClient): void {
+  const attempt = () => {
+    if (closed.has(client)) return;
+    client.connect().catch(() => {
+      if (!closed.has(client) && !client.isOpen) setTimeout(attempt, 1000).unref();
     });
-  }
-  if (settings.db !== undefined) common.db = settings.db;
-  if (settings.sentinel) {
-    // Subscribe to the sentinels' +switch-master: move to a new master at once, not on the next error.
-    return new Redis({ ...common, ...sentinelOptions(settings.sentinel), failoverDetector: true });
-  }
-  return new Redis(settings.url as string, common);
-}
-
-/**
- * A connection for SUBSCRIBE only (subscriber mode cannot run other commands). For a Cluster it is a
- * plain connection to one node (`attempt` picks which): PUBLISH reaches subscribers on every node.
- * It gives up on a Cluster node after a few failed reconnects ('end'), so the caller can move on to
- * the next; a standalone or Sentinel connection retries forever.
- */
-export function createSubscriberClient(settings: RedisSettings, timeoutMs: number, attempt: number): Redis {
-  const common: RedisOptions = {
-    autoResubscribe: false, // the caller subscribes on every 'ready', and knows when it was away
-    connectTimeout: Math.max(timeoutMs, 1000),
-    maxRetriesPerRequest: 0,
-    retryStrategy: (n) => Math.min(n * 100, 1000),
   };
-  if (settings.password !== undefined) common.password = settings.password;
-  if (settings.cluster) {
-    const node = hostPort(settings.cluster.nodes[attempt % settings.cluster.nodes.length]);
-    return new Redis({ ...common, ...node, retryStrategy: (n) => (n > 3 ? null : n * 100) });
-  }
-  if (settings.sentinel) return new Redis({ ...common, ...sentinelOptions(settings.sentinel) });
-  return new Redis(settings.url as string, common);
+  attempt();
 }
 
-/** Which master to ask the sentinels for, and how often to retry them (about once a second at most). */
-function sentinelOptions(sentinel: NonNullable<RedisSettings['sentinel']>): RedisOptions {
-  return { name: sentinel.name, sentinels: sentinel.sentinels.map(hostPort), sentinelRetryStrategy: (n) => Math.min(n * 100, 1000) };
+/** Whether the client can send commands now (a Cluster: it knows its slots; it is "open" while it looks). */
+export function isReady(client: RedisClient): boolean {
+  return isCluster(client) ? client.isOpen && client.masters.length > 0 : client.isReady;
+}
+
+export function isCluster(client: RedisClient): client is RedisClusterType {
+  return 'masters' in client;
 }
 
 /** Resolves once the client can take commands, or rejects after `waitMs`. */
-export function waitUntilReady(client: RedisClient, waitMs: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      reject(new Error(`Redis did not become ready within ${waitMs} ms`));
-    }, waitMs);
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    client.once('ready', onReady);
+export async function waitUntilReady(client: RedisClient, waitMs: number): Promise<void> {
+  const until = Date.now() + waitMs;
+  while (!isReady(client)) {
+    if (Date.now() >= until) throw new Error(`Redis did not become ready within ${waitMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Closes the client: waits (briefly) for the replies still due, then drops the connections. */
+export async function closeRedisClient(client: RedisClient): Promise<void> {
+  closed.add(client);
+  if (!client.isOpen) return;
+  await Promise.race([client.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+  dropConnection(client);
+}
+
+/** Closes the client's connections at once, replies still due or not (node-redis throws if already closed). */
+export function dropConnection(client: RedisClient): void {
+  closed.add(client);
+  try {
+    if (client.isOpen) client.destroy();
+  } catch {
+    // closed in the meantime
+  }
+}
+
+/**
+ * A connection of its own to one server: `node` (a Cluster's master), else the server the settings
+ * name (a Sentinel client follows the master). Calls made while it connects wait.
+ */
+export function createNodeClient(settings: RedisSettings, timeoutMs: number, node?: { host: string; port: number }): RedisClient {
+  if (node === undefined) return createRedisClient(settings, { timeoutMs, offlineQueue: true });
+  const options = nodeOptions(settings, timeoutMs);
+  const client = createClient({ ...options, disableOfflineQueue: false, socket: { ...options.socket, host: node.host, port: node.port } }) as RedisClientType;
+  keepConnecting(client);
+  return client;
+}
+
+/**
+ * A connection for SUBSCRIBE only (subscriber mode cannot run other commands), connected, with no
+ * reconnects of its own: the caller makes a new one when it is lost, and so knows when it was away.
+ * `attempt` picks the server: a Cluster's nodes in turn (PUBLISH reaches subscribers on every node);
+ * with Sentinel, the master the sentinels (in turn) name.
+ */
+export async function connectSubscriber(settings: RedisSettings, timeoutMs: number, attempt: number): Promise<RedisClientType> {
+  const node = nodeOptions(settings, timeoutMs);
+  const socket = { ...node.socket, reconnectStrategy: false as const };
+  let client: RedisClientType;
+  if (settings.cluster) {
+    client = createClient({ ...node, socket: { ...socket, ...hostPort(settings.cluster.nodes[attempt % settings.cluster.nodes.length]) } }) as RedisClientType;
+  } else if (settings.sentinel) {
+    const master = await sentinelMaster(settings.sentinel, socket, attempt);
+    client = createClient({ ...node, socket: { ...socket, ...master } }) as RedisClientType;
+  } else {
+    client = createClient({ ...node, url: settings.url, socket }) as RedisClientType;
+  }
+  client.on('error', () => undefined); // the caller watches 'end'; the main client reports outages
+  await client.connect();
+  return client;
+}
+
+/** The master's address, as the `attempt`-th sentinel (in turn) names it. */
+async function sentinelMaster(sentinel: NonNullable<RedisSettings['sentinel']>, socket: object, attempt: number): Promise<{ host: string; port: number }> {
+  const asked = createClient({ socket: { ...socket, ...hostPort(sentinel.sentinels[attempt % sentinel.sentinels.length]) } });
+  asked.on('error', () => undefined);
+  try {
+    await asked.connect();
+    const reply = (await asked.sendCommand(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', sentinel.name])) as [string, string] | null;
+    if (!reply) throw new Error(`the sentinels know no master named ${sentinel.name}`);
+    return { host: reply[0], port: Number(reply[1]) };
+  } finally {
+    dropConnection(asked);
+  }
+}
+
+/** A Lua script, sent by its SHA-1 (EVALSHA) and by its source only when the server does not know it. */
+export interface RedisScript {
+  readonly source: string;
+  readonly sha: string;
+}
+
+export function redisScript(source: string): RedisScript {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+/** Runs `script` on the server that holds `keys` (all in one slot); arguments go as strings. */
+export function runScript<T>(client: RedisClient, script: RedisScript, keys: string[], args: string[]): Promise<T> {
+  const options = { keys, arguments: args };
+  return (client.evalSha(script.sha, options) as Promise<T>).catch((err: Error) => {
+    if (!err.message?.startsWith('NOSCRIPT')) throw err;
+    return client.eval(script.source, options) as Promise<T>;
   });
+}
+
+/** Whether `err` is a reply of the server (an answer), not a failure to reach it. */
+export function isErrorReply(err: unknown): boolean {
+  return err instanceof ErrorReply;
 }

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import calculateSlot from 'cluster-key-slot';
-import Redis, { Cluster } from 'ioredis';
 import { StoreBusyError, StoreUnavailableError } from './errors';
-import type { RedisClient } from './client';
+import { closeRedisClient, createNodeClient, isCluster, isErrorReply, isReady, type RedisClient, type RedisSettings } from './client';
 
 /** Redis answered nothing for `timeout_ms` (frozen, gone, partitioned): an outage, for the failure policy. */
 export class RedisSilentError extends Error {
@@ -29,7 +28,7 @@ export class RedisBusyError extends Error {
  *
  * Why not a plain timer per call: on a saturated event loop the timer fires late, in the same turn in
  * which the reply already sitting in the socket would be read, and timers run first; with
- * auto-pipelining a command also waits for the pipeline ahead of it, and a burst's pipeline of
+ * pipelining a command also waits for the pipeline ahead of it, and a burst's pipeline of
  * hundreds of scripts can keep Redis busy past the timeout. A busy replica then read as a failing
  * Redis (a burst admitted 3.8× its limit). So when the timer fires we first let the loop read what
  * has arrived (setImmediate runs after the poll phase), and we count as answers the PINGs of a
@@ -42,17 +41,19 @@ export class RedisDeadline {
 
   constructor(
     private readonly client: RedisClient,
+    /** How to reach Redis, for the pulses' connections of their own. */
+    private readonly settings: RedisSettings,
     private readonly timeoutMs: number,
     private readonly maxWaitMs: number,
   ) {
     // Connected ahead of need: a pulse that first connects in the middle of a burst would be late.
-    if (client instanceof Cluster) client.on('ready', () => new Set(client.slots.map((nodes) => nodes?.[0])).forEach((lane) => lane && this.pulse(lane)));
+    if (isCluster(client)) client.on('connect', () => client.masters.forEach((master) => this.pulse(master.address, master)));
     else this.pulse('');
   }
 
   /** `call()` under the deadline; `key` is one key the call touches (it picks the Cluster node). */
   run<T>(key: string, call: () => Promise<T>): Promise<T> {
-    const pulse = this.pulse(this.lane(key));
+    const pulse = this.laneOf(key);
     const startedAt = performance.now();
     pulse.begin();
     return new Promise<T>((resolve, reject) => {
@@ -72,7 +73,7 @@ export class RedisDeadline {
         const quietSince = Math.max(pulse.lastAnswerAt, startedAt);
         const silentMs = firedAt - quietSince - pulse.stalledBetween(quietSince, firedAt);
         const waitedMs = firedAt - startedAt;
-        if (silentMs >= this.timeoutMs || this.client.status !== 'ready') {
+        if (silentMs >= this.timeoutMs || !isReady(this.client)) {
           settle();
           reject(new RedisSilentError(silentMs));
         } else if (waitedMs >= this.maxWaitMs) {
@@ -99,32 +100,25 @@ export class RedisDeadline {
         (err: Error) => {
           if (settled) return;
           settle();
-          if (err.name === 'ReplyError') pulse.answered(); // an error reply is still an answer
+          if (isErrorReply(err)) pulse.answered(); // an error reply is still an answer
           reject(err);
         },
       );
     });
   }
 
-  private pulse(lane: string): Pulse {
+  /** The pulse of one server (a Cluster master's `node`, else the one server the settings name). */
+  private pulse(lane: string, node?: { host: string; port: number }): Pulse {
     let pulse = this.pulses.get(lane);
-    if (!pulse) this.pulses.set(lane, (pulse = new Pulse(this.pulseConnection(lane), this.timeoutMs / 2)));
+    if (!pulse) this.pulses.set(lane, (pulse = new Pulse(createNodeClient(this.settings, this.timeoutMs, node), this.timeoutMs / 2)));
     return pulse;
   }
 
-  private pulseConnection(lane: string): Redis {
-    const options = { enableAutoPipelining: false, enableOfflineQueue: true, lazyConnect: false };
-    if (this.client instanceof Cluster) {
-      const at = lane.lastIndexOf(':');
-      return new Redis({ ...this.client.options.redisOptions, ...options, host: lane.slice(0, at), port: Number(lane.slice(at + 1)) });
-    }
-    return this.client.duplicate(options);
-  }
-
   /** Which server answers for `key`: in a Cluster the master of its slot, else the one server. */
-  private lane(key: string): string {
-    if (!(this.client instanceof Cluster)) return '';
-    return this.client.slots[calculateSlot(key)]?.[0] ?? '';
+  private laneOf(key: string): Pulse {
+    if (!isCluster(this.client)) return this.pulse('');
+    const master = this.client.slots[calculateSlot(key)]?.master;
+    return master ? this.pulse(master.address, master) : this.pulse('');
   }
 
   close(): void {
@@ -147,7 +141,7 @@ class Pulse {
   private nextTickAt = 0;
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     private readonly intervalMs: number,
   ) {
     connection.on('error', () => undefined); // the main client reports connection errors
@@ -215,7 +209,7 @@ class Pulse {
 
   close(): void {
     this.stop();
-    this.connection.disconnect();
+    void closeRedisClient(this.connection);
   }
 }
 

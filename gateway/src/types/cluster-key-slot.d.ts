@@ -1,4 +1,4 @@
-// cluster-key-slot (ioredis' own slot function) ships no types.
+// cluster-key-slot (the slot function of ioredis and node-redis) ships no types.
 declare module 'cluster-key-slot' {
   /** The Redis Cluster hash slot (0-16383) of a key, honouring {hash tags}. */
   export default function calculateSlot(key: string | Buffer): number;

@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
-import Redis from 'ioredis';
 import type { LimitRequest } from '../../src/ratelimit/limiter';
 import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
+import { closeRedisClient, type RedisClient } from '../../src/redis/client';
 import { request, Agent } from 'undici';
 import WebSocket from 'ws';
 import { ADMIN_TOKEN, adminApi, createKey, type AdminCall } from '../support/admin';
 import { baseConfig, removeConfig, startGateway, suiteStack, writeConfig, type TestGateway } from '../support/gateway';
 import { expectEnvelope, send, type SimpleResponse } from '../support/http';
-import { redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
+import { gatewayRedisClient, redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
 import { startUpstream, type TestUpstream } from '../support/upstream';
 import { waitFor } from '../support/wait';
 
@@ -388,16 +388,16 @@ describe('in a Redis Cluster', () => {
 
 describe('the script: slots by the script clock, with the windows in one call', () => {
   let redis: TestRedis;
-  let client: Redis;
+  let client: RedisClient;
   let limiter: RedisLimiter;
   beforeAll(async () => {
     redis = await startRedis();
-    client = new Redis(redis.url, { enableAutoPipelining: true });
+    client = await gatewayRedisClient(redis);
     limiter = new RedisLimiter(client, 'conc-script:');
   });
   afterAll(async () => {
     await limiter?.close();
-    client?.disconnect();
+    if (client) await closeRedisClient(client);
     await redis?.stop();
   });
 

@@ -1,19 +1,18 @@
-import Redis, { Cluster } from 'ioredis';
 import { calendarPeriod } from '../../src/ratelimit/calendar';
 import { rateLimitExceeded, rateLimitHeaders } from '../../src/ratelimit/headers';
 import type { LimitRequest, QuotaSpec } from '../../src/ratelimit/limiter';
 import { MemoryLimiter } from '../../src/ratelimit/memory-limiter';
 import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
-import { VARIABLE_KEY_COMMANDS } from '../../src/ratelimit/scripts';
+import { closeRedisClient, type RedisClient } from '../../src/redis/client';
 import { poissonArrivals, seededRandom } from '../support/arrivals';
-import { redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
+import { gatewayRedisClient, redisCli, startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis';
 
 // The one rate-limit script with the kinds of issue #17 (account windows, calendar quotas, shadow
 // windows), on a real Redis with the test-only "now": calendar boundaries in UTC, the same decisions
 // as the memory limiter, shadow windows counting without refusing, and the keys a request touches.
 
 let redis: TestRedis;
-let client: Redis;
+let client: RedisClient;
 let limiter: RedisLimiter;
 let run = 0;
 const PREFIX = `lim${process.pid}:`;
@@ -22,12 +21,12 @@ const subject = () => `key_t${process.pid}_${++run}`;
 
 beforeAll(async () => {
   redis = await startRedis();
-  client = new Redis(redis.url, { enableAutoPipelining: true });
+  client = await gatewayRedisClient(redis);
   limiter = new RedisLimiter(client, PREFIX);
 });
 
 afterAll(async () => {
-  await client?.quit();
+  if (client) await closeRedisClient(client);
   await redis?.stop();
 });
 
@@ -196,15 +195,15 @@ describe('one script call for windows, account windows, shadow windows and the q
 
 describe('Redis Cluster: every counter of one request in one slot', () => {
   let cluster: TestRedisCluster;
-  let clusterClient: Cluster;
+  let clusterClient: RedisClient;
 
   beforeAll(async () => {
     cluster = await startRedisCluster();
-    clusterClient = new Cluster(cluster.nodes, { enableAutoPipelining: true, autoPipeliningIgnoredCommands: VARIABLE_KEY_COMMANDS });
+    clusterClient = await gatewayRedisClient({ nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) });
   }, 60_000);
 
   afterAll(async () => {
-    await clusterClient?.quit();
+    if (clusterClient) await closeRedisClient(clusterClient);
     await cluster?.stop();
   });
 
@@ -228,9 +227,9 @@ describe('Redis Cluster: every counter of one request in one slot', () => {
 
     // Every key either request touched lives on one node, in one slot.
     const found: string[] = [];
-    for (const node of clusterClient.nodes('master')) found.push(...(await node.keys(`${PREFIX}rl:*${account}*`)));
+    for (const node of cluster.nodes) found.push(...(await redisCli(node.port, 'KEYS', `${PREFIX}rl:*${account}*`)).split('\n').filter(Boolean));
     expect(found).toHaveLength(2 * 3 + 1); // per key: its window, its route window, its quota; + the account window
-    const slots = new Set(await Promise.all(found.map((key) => clusterClient.cluster('KEYSLOT', key))));
+    const slots = new Set(await Promise.all(found.map((key) => redisCli(cluster.nodes[0].port, 'CLUSTER', 'KEYSLOT', key))));
     expect(slots.size).toBe(1);
   });
 });

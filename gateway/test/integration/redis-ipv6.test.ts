@@ -5,7 +5,7 @@ import path from 'node:path';
 import Redis from 'ioredis';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/loader';
-import { createRedisClient, waitUntilReady } from '../../src/redis/client';
+import { closeRedisClient, createRedisClient, waitUntilReady } from '../../src/redis/client';
 import { baseConfig } from '../support/gateway';
 import { freePort } from '../support/ports';
 import { waitFor } from '../support/wait';
@@ -29,7 +29,7 @@ beforeAll(async () => {
   const admin = new Redis({ host: '::1', port, retryStrategy: () => 50 });
   admin.on('error', () => undefined); // until the server listens
   try {
-    await waitUntilReady(admin, 10_000);
+    await new Promise((resolve) => admin.once('ready', resolve));
     await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
     await waitFor(async () => ((await admin.call('CLUSTER', 'INFO')) as string).includes('cluster_state:ok'), 10_000);
   } finally {
@@ -53,13 +53,13 @@ it('a Cluster node given as [::1]:port validates and is reached', async () => {
       }),
     ),
   );
-  const client = createRedisClient(config.store.redis!, { timeoutMs: 1000, maxWaitMs: 2000 });
+  const client = createRedisClient(config.store.redis!, { timeoutMs: 1000 });
   client.on('error', () => undefined);
   try {
     await waitUntilReady(client, 5000);
     await client.set('{v6}:probe', 'ok');
     expect(await client.get('{v6}:probe')).toBe('ok');
   } finally {
-    client.disconnect();
+    await closeRedisClient(client);
   }
 });

@@ -1,27 +1,27 @@
-import Redis from 'ioredis';
 import { MemoryLimiter } from '../../src/ratelimit/memory-limiter';
 import { RedisLimiter } from '../../src/ratelimit/redis-limiter';
+import { closeRedisClient, type RedisClient } from '../../src/redis/client';
 import { bucketWidth } from '../../src/ratelimit/sliding-window';
 import type { LimitRequest } from '../../src/ratelimit/limiter';
 import { maxInAnyWindow, poissonArrivals, seededRandom } from '../support/arrivals';
-import { redisCli, startRedis, type TestRedis } from '../support/redis';
+import { gatewayRedisClient, redisCli, startRedis, type TestRedis } from '../support/redis';
 
 // The Lua script against the TypeScript algorithm: the same sequence of requests (with explicit
 // times) must get the same decisions, headers' inputs included, from Redis and from memory.
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 let redis: TestRedis;
-let client: Redis;
+let client: RedisClient;
 let limiter: RedisLimiter;
 
 beforeAll(async () => {
   redis = await startRedis();
-  client = new Redis(redis.url, { enableAutoPipelining: true });
+  client = await gatewayRedisClient(redis);
   limiter = new RedisLimiter(client, `t${process.pid}:`);
 });
 
 afterAll(async () => {
-  await client?.quit();
+  if (client) await closeRedisClient(client);
   await redis?.stop();
 });
 

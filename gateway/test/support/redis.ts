@@ -19,6 +19,7 @@ import vm from 'node:vm';
 import type { StartedRedisContainer } from '@testcontainers/redis';
 import { freePort } from './ports';
 import { waitForNoProblem } from './wait';
+import { createRedisClient, waitUntilReady, type RedisClient } from '../../src/redis/client';
 
 export interface TestRedis {
   url: string;
@@ -831,4 +832,16 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A client as the gateway makes one (node-redis, redis/client.ts), for tests of the parts that take
+ * one: `url`, or a Cluster's `nodes`. Resolves once it can take commands; close it with closeRedisClient.
+ */
+export async function gatewayRedisClient(target: { url: string } | { nodes: string[] }): Promise<RedisClient> {
+  const settings = 'url' in target ? { url: target.url, key_prefix: '' } : { cluster: { nodes: target.nodes }, key_prefix: '' };
+  const client = createRedisClient(settings, { timeoutMs: 2000 });
+  client.on('error', () => undefined);
+  await waitUntilReady(client, 20_000);
+  return client;
 }
