@@ -171,13 +171,29 @@ export function redisScript(source: string): RedisScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
-/** Runs `script` on the server that holds `keys` (all in one slot); arguments go as strings. */
+/**
+ * Runs `script` on the server that holds `keys` (all in one slot); arguments go as strings. Sent as a
+ * raw command: node-redis' evalSha() wraps the same call in three more promises (it runs on every request).
+ */
 export function runScript<T>(client: RedisClient, script: RedisScript, keys: string[], args: string[]): Promise<T> {
-  const options = { keys, arguments: args };
-  return (client.evalSha(script.sha, options) as Promise<T>).catch((err: Error) => {
+  const command = ['EVALSHA', script.sha, `${keys.length}`, ...keys, ...args];
+  return send<T>(client, keys[0], command).catch((err: Error) => {
     if (!err.message?.startsWith('NOSCRIPT')) throw err;
-    return client.eval(script.source, options) as Promise<T>;
+    command[0] = 'EVAL';
+    command[1] = script.source;
+    return send<T>(client, keys[0], command);
   });
+}
+
+/** One command, to the server that holds `firstKey` (each topology's sendCommand has its own signature). */
+function send<T>(client: RedisClient, firstKey: string, command: string[]): Promise<T> {
+  if (isCluster(client)) return client.sendCommand<T>(firstKey, false, command);
+  if (isSentinel(client)) return client.sendCommand<T>(false, command);
+  return client.sendCommand<T>(command);
+}
+
+function isSentinel(client: RedisClient): client is RedisSentinelType {
+  return 'getMasterNode' in client;
 }
 
 /** Whether `err` is a reply of the server (an answer), not a failure to reach it. */

@@ -86,3 +86,17 @@ it('is one EVALSHA per check, whatever the number of windows', async () => {
   expect(calls('evalsha')).toBe(10);
   expect(calls('eval')).toBe(0);
 });
+
+it('sends the script itself only when Redis does not know it (a restart, SCRIPT FLUSH), then goes by SHA again', async () => {
+  const request = { subject: `flush-${process.pid}`, windows: [{ name: 'x', limit: 3, windowMs: 60_000 }], cost: 1 };
+  await limiter.check(request);
+  await redisCli(redis.port, 'SCRIPT', 'FLUSH');
+  await redisCli(redis.port, 'CONFIG', 'RESETSTAT');
+  const decisions = [];
+  for (let i = 0; i < 3; i++) decisions.push(await limiter.check(request));
+  expect(decisions.map((d) => d.allowed)).toEqual([true, true, false]); // counted across the flush: 1 + 2 of 3
+  const stats = await redisCli(redis.port, 'INFO', 'commandstats');
+  const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+  expect(calls('eval')).toBe(1); // after the NOSCRIPT of the first EVALSHA
+  expect(calls('evalsha')).toBe(3);
+});
