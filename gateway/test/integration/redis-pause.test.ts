@@ -158,8 +158,8 @@ it('fail_closed: 503 service_unavailable with Retry-After while Redis is frozen,
 });
 
 it('a request-path Redis call gives up timeout_ms after it was made, even queued behind one already waiting', async () => {
-  // ioredis sends one auto-pipeline at a time and starts a command's timer only when it is sent: without
-  // a deadline of our own, the second call below would wait out the first one's timeout, then its own.
+  // A client's own command timer (ioredis' started only when its pipeline was sent) would let the second
+  // call below wait out the first one's timeout, then its own: the deadline is ours, from the call.
   const config = parseConfig(stringify(configFor('fail_closed')));
   const log = createLogger('silent');
   const backends = openBackends(config, log);
