@@ -142,7 +142,7 @@ export async function connectSubscriber(settings: RedisSettings, timeoutMs: numb
   } else {
     client = createClient({ ...node, url: settings.url, socket }) as RedisClientType;
   }
-  client.on('error', () => undefined); // the caller watches 'end'; the main client reports outages
+  client.on('error', () => undefined); // the caller watches for the connection's end; the main client reports outages
   await client.connect();
   return client;
 }

@@ -114,7 +114,7 @@ export class RedisDeadline {
     return pulse;
   }
 
-  /** Which server answers for `key`: in a Cluster the master of its slot, else the one server. */
+  /** The pulse of the server that answers for `key`: in a Cluster the master of its slot, else the one server. */
   private laneOf(key: string): Pulse {
     if (!isCluster(this.client)) return this.pulse('');
     const master = this.client.slots[calculateSlot(key)]?.master;
