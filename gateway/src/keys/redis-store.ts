@@ -3,7 +3,7 @@ import { StoreUnavailableError } from '../redis/errors';
 import { KeyExistsError, type ApiKeyRecord, type KeyPage, type KeyStore, type NewKey } from './types';
 import { allSecretHashes, createKey } from './records';
 import { closeRedisClient, redisScript, runScript, waitUntilReady, type RedisClient } from '../redis/client';
-import { storeFailure, type RedisDeadline } from '../redis/deadline';
+import { storeFailure, withinDeadline, type RedisDeadline } from '../redis/deadline';
 import { REPLACE_RECORD } from './scripts';
 
 /*
@@ -83,7 +83,7 @@ export class RedisKeyStore implements KeyStore {
    */
   private async call<T>(operation: RedisOperation, key: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await timeRedis(operation, () => (this.deadline ? this.deadline.run(key, run) : run()));
+      return await timeRedis(operation, () => withinDeadline(this.deadline, key, run));
     } catch (err) {
       throw storeFailure(`Redis ${operation}`, err);
     }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { redisScript, runScript, type RedisClient } from '../redis/client';
-import type { RedisDeadline } from '../redis/deadline';
+import { withinDeadline, type RedisDeadline } from '../redis/deadline';
 import { REPLICA_HEARTBEAT } from './scripts';
 
 const SCRIPT = redisScript(REPLICA_HEARTBEAT);
@@ -35,8 +35,7 @@ export class ReplicaHeartbeat {
 
   async beat(): Promise<void> {
     try {
-      const call = () => runScript<number>(this.client, SCRIPT, [this.key], [this.id, `${LIVENESS_MS}`]);
-      const count = await (this.deadline ? this.deadline.run(this.key, call) : call());
+      const count = await withinDeadline(this.deadline, this.key, () => runScript<number>(this.client, SCRIPT, [this.key], [this.id, `${LIVENESS_MS}`]));
       // The first beat after a start or an outage (frozen, restarted empty) sees only the replicas that
       // beat before it, not yet the others: trust the count from the next beat on.
       if (this.previousBeatOk) this.liveReplicas = Math.max(1, count);

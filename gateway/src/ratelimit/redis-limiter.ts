@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
 import { observeRedis } from '../metrics/registry';
 import { redisScript, runScript, type RedisClient } from '../redis/client';
-import { storeFailure, type RedisDeadline } from '../redis/deadline';
+import { storeFailure, withinDeadline, type RedisDeadline } from '../redis/deadline';
 import { calendarPeriod } from './calendar';
 import { SLIDING_WINDOW } from './scripts';
 import { SlotLeases } from './slots';
@@ -61,7 +61,7 @@ export class RedisLimiter implements Limiter {
     const call = () => runScript<number[]>(this.client, SCRIPT, keys, args);
     let pending: Promise<number[]>;
     try {
-      pending = this.deadline ? this.deadline.run(keys[0], call) : call();
+      pending = withinDeadline(this.deadline, keys[0], call);
     } catch (err) {
       pending = Promise.reject(err);
     }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { redisScript, runScript, type RedisClient } from '../redis/client';
-import type { RedisDeadline } from '../redis/deadline';
+import { withinDeadline, type RedisDeadline } from '../redis/deadline';
 import { SLOT_RENEW } from './scripts';
 
 const SCRIPT = redisScript(SLOT_RENEW);
@@ -48,7 +48,7 @@ export class SlotLeases {
       if (!this.leases.delete(token)) return;
       if (this.leases.size === 0) this.stop();
       const call = () => this.client.zRem(key, token);
-      await (this.deadline ? this.deadline.run(key, call) : call()).catch(() => undefined); // else the lease expires by itself
+      await withinDeadline(this.deadline, key, call).catch(() => undefined); // else the lease expires by itself
     };
   }
 

@@ -213,6 +213,11 @@ class Pulse {
   }
 }
 
+/** `call()` under `deadline` when there is one (the gateway), else as it is (tests, the CLI's usage reads). */
+export function withinDeadline<T>(deadline: RedisDeadline | undefined, key: string, call: () => Promise<T>): Promise<T> {
+  return deadline ? deadline.run(key, call) : call();
+}
+
 /** A failed store call as the gateway sees it: overload (StoreBusyError) told apart from an outage. */
 export function storeFailure(what: string, err: unknown): StoreUnavailableError {
   const message = `${what} failed: ${(err as Error).message}`;
