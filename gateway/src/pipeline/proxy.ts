@@ -1,14 +1,15 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { GatewayError, serviceUnavailable } from '../errors/envelope';
 import { isClientFault, isConnectFailure, isKnownUpstreamFailure, mapUpstreamError } from '../errors/upstream';
 import { BodyCounter } from '../proxy/body-counter';
-import { answersWithoutBody, bodilessHeaders, discardBody } from '../proxy/bodiless';
+import { answersWithoutBody, bodilessHeaders } from '../proxy/bodiless';
+import { dispatchExchange, UpstreamExchange, type UpstreamHead } from '../proxy/exchange';
 import { plainAddress } from '../http/client-address';
 import { isEncrypted, verifiedClientSubject } from '../http/tls-listener';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/headers';
-import { sendStall, watchForStall } from '../proxy/stall-watchdog';
+import { watchForStall } from '../proxy/stall-watchdog';
 import type { Target } from '../proxy/upstreams';
 import { upstreamDurationBy, upstreamErrors } from '../metrics/registry';
 import { upstreamPath } from '../routing/route-table';
@@ -78,14 +79,16 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     // A streamed body cannot be replayed: only bodiless or buffered requests get another attempt.
     let retriesLeft = !(body instanceof BodyCounter) && IDEMPOTENT.has(method) ? route.retries : 0;
     let target: Target = ctx.runtime.upstreams.pick(route.upstream);
-    let upstreamResponse;
+    let exchange: UpstreamExchange;
+    let head: UpstreamHead;
     for (;;) {
       ctx.upstreamTarget = target.origin;
       const attemptStartedAt = performance.now();
-      let dispatched = false;
+      exchange = new UpstreamExchange(ctx.abort, body);
       try {
-        upstreamResponse = await untilAborted(
-          target.dispatcher.request({
+        dispatchExchange(
+          target.pool,
+          {
             method: method as 'GET',
             path,
             headers,
@@ -95,15 +98,14 @@ export async function proxy(ctx: RequestContext): Promise<void> {
             // every half second, so a value per request kept thousands alive past young-generation GCs.
             headersTimeout: timeoutMs,
             bodyTimeout: timeoutMs,
-            signal: ctx.abort,
-            onDispatch: () => (dispatched = true),
-          }),
-          ctx.abort,
+          },
+          exchange,
         );
+        head = await exchange.head;
         upstreamDurationBy(route.upstream).observe((performance.now() - attemptStartedAt) / 1000);
         break;
       } catch (err) {
-        const failure = attemptFailure(ctx, err, dispatched, body);
+        const failure = attemptFailure(ctx, err, exchange.dispatched, body);
         if (clientWentAway(ctx.abort) || failure.code === 'service_unavailable' || isClientFault(failure)) {
           target.breaker.release(); // not the target's doing
           throw failure;
@@ -126,20 +128,20 @@ export async function proxy(ctx: RequestContext): Promise<void> {
     if (body instanceof BodyCounter && !ctx.req.complete) body.once('end', () => clearTimeout(timer));
     else clearTimeout(timer);
 
-    if (countFiveHundreds && upstreamResponse.statusCode >= 500) target.breaker.failure();
+    const status = head.statusCode;
+    if (countFiveHundreds && status >= 500) target.breaker.failure();
     else target.breaker.success();
-    const status = upstreamResponse.statusCode;
     ctx.status = status;
-    const answerHeaders = clientResponseHeaders(upstreamResponse.headers, ctx.requestId, ctx.responseHeaders);
+    const answerHeaders = clientResponseHeaders(head.headers, ctx.requestId, ctx.responseHeaders);
     if (answersWithoutBody(method, status)) {
       res.writeHead(status, bodilessHeaders(method, status, answerHeaders));
       if (ctx.giveBackSlot) await ctx.giveBackSlot();
       res.end();
-      discardBody(upstreamResponse.body, (err) => warnExtraBytes(ctx, err));
+      exchange.discard((err) => warnExtraBytes(ctx, err));
       return;
     }
     res.writeHead(status, answerHeaders);
-    const failure = await relay(upstreamResponse.body, res, listen.send_timeout, ctx.giveBackSlot);
+    const failure = await exchange.relay(res, listen.send_timeout, ctx.giveBackSlot);
     if (failure && !ctx.abort.aborted) {
       ctx.runtime.log.warn({ request_id: ctx.requestId, err: failure.message }, 'upstream body failed mid-stream');
     }
@@ -243,32 +245,6 @@ function pickAnother(ctx: RequestContext, failed: Target, failure: GatewayError)
   }
 }
 
-/**
- * `promise`, or a rejection as soon as `signal` aborts. undici leaves an aborted request in the pool's
- * queue, its promise unsettled, until a connection frees up; the caller must not wait for that.
- */
-function untilAborted<T>(promise: Promise<T>, signal: RequestAbort): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      reject(signal.reason);
-      // A late answer to the abandoned request: free its connection.
-      promise.then((late) => (late as { body?: Readable }).body?.destroy(), () => undefined);
-    };
-    if (signal.aborted) return onAbort();
-    signal.on('abort', onAbort); // aborts once: no need for once()'s wrapper
-    promise.then(
-      (value) => {
-        signal.off('abort', onAbort);
-        resolve(value);
-      },
-      (err) => {
-        signal.off('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
 /** Reads `stream` until it ends, or fails as soon as `signal` aborts. */
 async function* untilAbortedIterable(stream: Readable, signal: RequestAbort): AsyncGenerator<unknown> {
   const onAbort = () => stream.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -279,36 +255,4 @@ async function* untilAbortedIterable(stream: Readable, signal: RequestAbort): As
   } finally {
     signal.off('abort', onAbort);
   }
-}
-
-/**
- * Streams the upstream body to the client. Plain pipe() plus two listeners: stream.pipeline()'s
- * bookkeeping cost a third of the gateway's throughput on small responses (measured, see README).
- * Resolves with the upstream's error if its body failed; the client connection is then cut, the only
- * honest signal once headers are sent. A client that goes away, or stops reading for `sendTimeoutMs`
- * (listen.send_timeout), is cut and stops the upstream body too, which frees its connection.
- * `beforeEnd` (giving back a concurrency slot) runs once the body is in, before the answer ends.
- */
-function relay(body: Readable, res: ServerResponse, sendTimeoutMs: number, beforeEnd?: () => void | Promise<void>): Promise<Error | undefined> {
-  return new Promise((resolve) => {
-    const socket = res.socket;
-    const unwatch = socket ? watchForStall({ stalled: sendStall(socket, sendTimeoutMs), onStall: () => res.destroy() }) : () => undefined;
-    // on(), not once(): each fires once for these per-request streams, and once() wraps every listener.
-    body.on('error', (err) => {
-      unwatch();
-      res.destroy();
-      resolve(err);
-    });
-    res.on('close', () => {
-      unwatch();
-      if (!res.writableFinished) body.destroy();
-      resolve(undefined);
-    });
-    if (beforeEnd) {
-      body.pipe(res, { end: false });
-      body.on('end', () => void Promise.resolve(beforeEnd()).then(() => res.end()));
-    } else {
-      body.pipe(res);
-    }
-  });
 }

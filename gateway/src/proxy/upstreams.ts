@@ -5,7 +5,6 @@ import type { Upstream } from '../config/schema';
 import { serviceUnavailable } from '../errors/envelope';
 import type { RequestAbort } from '../pipeline/abort';
 import { Breaker } from './breaker';
-import { watchDispatch, type WatchedDispatcher } from './dispatch-watch';
 import { upstreamTlsOptions } from './upstream-tls';
 
 /** `fn`, callable once; later calls do nothing. */
@@ -22,8 +21,6 @@ export interface Target {
   readonly upstream: string;
   readonly origin: string;
   readonly pool: Pool;
-  /** The pool, telling each request when it leaves the queue (dispatch-watch.ts). */
-  readonly dispatcher: WatchedDispatcher;
   readonly breaker: Breaker;
 }
 
@@ -75,7 +72,7 @@ export class Upstreams {
           keepAliveTimeout: 4_000,
           ...(tls && { connect: tls }),
         });
-        return { upstream: name, origin, pool, dispatcher: watchDispatch(pool), breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
+        return { upstream: name, origin, pool, breaker: new Breaker(upstream.breaker.failures, upstream.breaker.cooldown) };
       });
       const perKey = upstream.max_connections_per_key ?? Math.ceil(upstream.connections / 2);
       this.byName.set(name, { settings: upstream, tls, targets, next: 0, perKey, shares: new Map() });
