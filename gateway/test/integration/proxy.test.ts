@@ -153,6 +153,13 @@ describe('proxying', () => {
     expect(res.headers['x-request-id']).toBeDefined();
   });
 
+  it("relays the final answer after an upstream's interim 103 Early Hints (an interim answer is not the answer)", async () => {
+    const res = await send(`${gateway.url}/v1/users/early-hints`, { headers: withKey(FREE_KEY) });
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ ok: true });
+    expect(res.headers['x-request-id']).toBeDefined();
+  });
+
   it('streams chunked responses', async () => {
     const res = await send(`${gateway.url}/v1/users/chunked?chunks=5`, { headers: withKey(FREE_KEY) });
     expect(res.status).toBe(200);

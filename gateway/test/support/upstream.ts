@@ -168,6 +168,11 @@ async function handle(
       if (await wait(param('ms', 1000), closed.signal)) json(res, 200, { ok: true });
       return;
 
+    case 'early-hints': // an interim 103 before the answer
+      await body;
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      return json(res, 200, { ok: true });
+
     case 'hang':
       return; // the body is still read; close() destroys the socket
 
