@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { keyCacheLookupsBy } from '../metrics/registry';
-import { hashSecret, opensWith } from './records';
+import { hashSecret, opensUntil, opensWith } from './records';
 import { StoreBusyError, StoreUnavailableError } from '../redis/errors';
 import type { ApiKeyRecord, KeyStore } from './types';
 
@@ -10,6 +10,8 @@ interface Entry {
   record: ApiKeyRecord;
   /** The epoch it was read in: entries of an older epoch must be checked with the store again. */
   epoch: number;
+  /** Until when the secret it is cached under opens the record (records.ts' opensUntil), worked out once. */
+  opensUntil: number;
 }
 
 /**
@@ -62,7 +64,8 @@ export class KeyCache {
     const fresh = this.cache.get(secretHash);
     if (fresh && fresh.epoch === this.epoch) {
       cacheHits.inc();
-      return { record: opensWith(fresh.record, secretHash) ? fresh.record : null, cached: true };
+      const opens = fresh.opensUntil === Infinity || Date.now() < fresh.opensUntil;
+      return { record: opens ? fresh.record : null, cached: true };
     }
     return this.findUncached(secretHash);
   }
@@ -131,7 +134,7 @@ export class KeyCache {
   }
 
   private remember(secretHash: string, record: ApiKeyRecord): void {
-    this.cache.set(secretHash, { record, epoch: this.epoch }); // disposes (and unindexes) an entry it replaces first
+    this.cache.set(secretHash, { record, epoch: this.epoch, opensUntil: opensUntil(record, secretHash) }); // disposes (and unindexes) an entry it replaces first
     let hashes = this.hashesById.get(record.id);
     if (!hashes) this.hashesById.set(record.id, (hashes = new Set()));
     hashes.add(secretHash);

@@ -32,12 +32,22 @@ function holdsHash(hashes: readonly string[], secretHash: string): boolean {
   return found;
 }
 
+/**
+ * Until when (ms since the epoch) this secret opens the record: for ever when it is a current secret,
+ * until its grace period ends when it was rotated out, never (-Infinity) otherwise.
+ */
+export function opensUntil(record: ApiKeyRecord, secretHash: string): number {
+  if (holdsHash(record.secret_hashes, secretHash)) return Infinity;
+  let until = -Infinity;
+  for (const retired of record.previous_secrets ?? []) {
+    if (holdsHash([retired.hash], secretHash)) until = Math.max(until, Date.parse(retired.until));
+  }
+  return until;
+}
+
 /** Whether this secret opens the record now: its current secret, or a rotated-out one still in its grace period. */
 export function opensWith(record: ApiKeyRecord, secretHash: string, nowMs = Date.now()): boolean {
-  if (holdsHash(record.secret_hashes, secretHash)) return true;
-  if (!record.previous_secrets?.length) return false;
-  const graced = record.previous_secrets.filter((p) => Date.parse(p.until) > nowMs).map((p) => p.hash);
-  return holdsHash(graced, secretHash);
+  return nowMs < opensUntil(record, secretHash);
 }
 
 /** A fresh record and its plaintext secret for a create request. */
