@@ -1,13 +1,21 @@
 import { performance } from 'node:perf_hooks';
-import type { LimitDecision, Limiter, LimitRequest, WindowState } from './limiter';
+import type { LimitDecision, Limiter, LimitRequest, WindowSpec, WindowState } from './limiter';
 import { observeRedis } from '../metrics/registry';
-import { redisScript, runScript, type RedisClient } from '../redis/client';
+import { redisScript, runScriptCommand, scriptCommand, type RedisClient } from '../redis/client';
 import { storeFailure, withinDeadline, type RedisDeadline } from '../redis/deadline';
 import { calendarPeriod } from './calendar';
 import { SLIDING_WINDOW } from './scripts';
 import { SlotLeases } from './slots';
 
 const SCRIPT = redisScript(SLIDING_WINDOW);
+
+/** Each window's script arguments (limit, negative for a shadow window; length), as strings once per windows list. */
+const argumentsOf = new WeakMap<readonly WindowSpec[], readonly string[]>();
+function windowArguments(windows: readonly WindowSpec[]): readonly string[] {
+  let args = argumentsOf.get(windows);
+  if (!args) argumentsOf.set(windows, (args = windows.flatMap((w) => [`${w.shadow ? -w.limit : w.limit}`, `${w.windowMs}`])));
+  return args;
+}
 
 /**
  * The sliding-window limiter in Redis: one EVALSHA per request, whatever the number of windows,
@@ -41,34 +49,32 @@ export class RedisLimiter implements Limiter {
     const { windows, quota, account, concurrency } = request;
     const keyBase = account === undefined ? `${this.prefix}rl:{${request.subject}}:` : `${this.prefix}rl:{@${account}}:${request.subject}:`;
     const accountBase = account === undefined ? '' : `${this.prefix}rl:{@${account}}:account:`; // perAccount windows come with an account
-    const keys: string[] = [];
-    const args: string[] = [`${request.cost}`, nowMs === undefined ? '' : `${nowMs}`];
-    for (const w of windows) {
-      keys.push((w.perAccount ? accountBase : keyBase) + w.name);
-      args.push(`${w.shadow ? -w.limit : w.limit}`, `${w.windowMs}`);
-    }
-    if (quota) {
-      keys.push(`${keyBase}quota:${quota.period}`);
-      args.push('quota', `${quota.shadow ? -quota.limit : quota.limit}`, quota.period);
-    }
+    const command = scriptCommand(SCRIPT, windows.length + (quota ? 1 : 0) + (concurrency ? 1 : 0));
+    for (const w of windows) command.push((w.perAccount ? accountBase : keyBase) + w.name);
+    if (quota) command.push(`${keyBase}quota:${quota.period}`);
+    const slotKey = concurrency ? `${keyBase}slots` : '';
+    if (concurrency) command.push(slotKey);
+    const firstKey = command[3];
+    command.push(`${request.cost}`, nowMs === undefined ? '' : `${nowMs}`);
+    for (const arg of windowArguments(windows)) command.push(arg);
+    if (quota) command.push('quota', `${quota.shadow ? -quota.limit : quota.limit}`, quota.period);
     let token = '';
     if (concurrency) {
       token = request.cost > 0 ? this.slots.nextToken() : ''; // a peek takes no slot
-      keys.push(`${keyBase}slots`);
-      args.push('slot', `${concurrency.shadow ? -concurrency.limit : concurrency.limit}`, `${concurrency.leaseMs}`, token);
+      command.push('slot', `${concurrency.shadow ? -concurrency.limit : concurrency.limit}`, `${concurrency.leaseMs}`, token);
     }
     const startedAt = performance.now();
-    const call = () => runScript<number[]>(this.client, SCRIPT, keys, args);
+    const call = () => runScriptCommand<number[]>(this.client, SCRIPT, command);
     let pending: Promise<number[]>;
     try {
-      pending = withinDeadline(this.deadline, keys[0], call);
+      pending = withinDeadline(this.deadline, firstKey, call);
     } catch (err) {
       pending = Promise.reject(err);
     }
     return pending.then(
       (reply) => {
         observeRedis('ratelimit', startedAt);
-        return this.decision(request, reply, keys[keys.length - 1], token);
+        return this.decision(request, reply, slotKey, token);
       },
       (err: unknown) => {
         observeRedis('ratelimit', startedAt, true);

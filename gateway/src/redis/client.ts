@@ -173,15 +173,28 @@ export function redisScript(source: string): RedisScript {
 
 /**
  * Runs `script` on the server that holds `keys` (all in one slot); arguments go as strings. Sent as a
- * raw command: node-redis' evalSha() wraps the same call in three more promises (it runs on every request).
+ * raw command: node-redis' evalSha() wraps the same call in three more promises.
  */
 export function runScript<T>(client: RedisClient, script: RedisScript, keys: string[], args: string[]): Promise<T> {
-  const command = ['EVALSHA', script.sha, `${keys.length}`, ...keys, ...args];
-  return send<T>(client, keys[0], command).catch((err: Error) => {
+  const command = scriptCommand(script, keys.length);
+  for (const key of keys) command.push(key);
+  for (const arg of args) command.push(arg);
+  return runScriptCommand<T>(client, script, command);
+}
+
+/** `EVALSHA <sha> <keyCount>`: the caller pushes the keys, then the arguments (runScriptCommand sends it). */
+export function scriptCommand(script: RedisScript, keyCount: number): string[] {
+  return ['EVALSHA', script.sha, `${keyCount}`];
+}
+
+/** runScript for a command built with scriptCommand: one array less on the request path. */
+export function runScriptCommand<T>(client: RedisClient, script: RedisScript, command: string[]): Promise<T> {
+  const firstKey = command[3];
+  return send<T>(client, firstKey, command).catch((err: Error) => {
     if (!err.message?.startsWith('NOSCRIPT')) throw err;
     command[0] = 'EVAL';
     command[1] = script.source;
-    return send<T>(client, keys[0], command);
+    return send<T>(client, firstKey, command);
   });
 }
 
