@@ -54,63 +54,36 @@ export class RedisDeadline {
   /** `call()` under the deadline; `key` is one key the call touches (it picks the Cluster node). */
   run<T>(key: string, call: () => Promise<T>): Promise<T> {
     const pulse = this.laneOf(key);
-    const startedAt = performance.now();
-    pulse.begin();
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      let timer: NodeJS.Timeout;
-      const settle = () => {
-        settled = true;
-        clearTimeout(timer);
-        pulse.end();
-      };
-      // Silence is measured up to when the timer fired, and judged once the loop has polled: by then
-      // everything Redis sent before that moment has been read, however long the loop took to get here.
-      // Time in which this process could not run (its pulse ticks came late: the machine or its own
-      // loop was busy) does not count: Redis, on the same cores, may have been kept from running too.
-      const judge = (firedAt: number) => {
-        if (settled) return;
-        const quietSince = Math.max(pulse.lastAnswerAt, startedAt);
-        const silentMs = firedAt - quietSince - pulse.stalledBetween(quietSince, firedAt);
-        const waitedMs = firedAt - startedAt;
-        if (silentMs >= this.timeoutMs || !isReady(this.client)) {
-          settle();
-          reject(new RedisSilentError(silentMs));
-        } else if (waitedMs >= this.maxWaitMs) {
-          settle();
-          reject(new RedisBusyError(waitedMs));
-        } else {
-          // Redis answered lately: judge again once it may have been quiet for timeoutMs (or at maxWaitMs).
-          const due = Math.min(firedAt + this.timeoutMs - silentMs, startedAt + this.maxWaitMs);
-          timer = setTimeout(onTimer, Math.max(1, Math.ceil(due - performance.now())));
-        }
-      };
-      const onTimer = () => {
-        const firedAt = performance.now();
-        setImmediate(() => judge(firedAt)); // after the poll phase: what the socket holds is read
-      };
-      timer = setTimeout(onTimer, this.timeoutMs);
-      call().then(
-        (value) => {
-          if (settled) return;
-          settle();
-          pulse.answered();
-          resolve(value);
-        },
-        (err: Error) => {
-          if (settled) return;
-          settle();
-          if (isErrorReply(err)) pulse.answered(); // an error reply is still an answer
-          reject(err);
-        },
-      );
+    const outstanding = new Outstanding(performance.now());
+    const promise = new Promise<T>((resolve, reject) => {
+      outstanding.resolve = resolve as (value: unknown) => void;
+      outstanding.reject = reject;
     });
+    pulse.begin(outstanding);
+    call().then(
+      (value) => {
+        if (outstanding.settled) return;
+        pulse.end(outstanding);
+        pulse.answered();
+        outstanding.resolve(value);
+      },
+      (err: Error) => {
+        if (outstanding.settled) return;
+        pulse.end(outstanding);
+        if (isErrorReply(err)) pulse.answered(); // an error reply is still an answer
+        outstanding.reject(err);
+      },
+    );
+    return promise;
   }
 
   /** The pulse of one server (a Cluster master's `node`, else the one server the settings name). */
   private pulse(lane: string, node?: { host: string; port: number }): Pulse {
     let pulse = this.pulses.get(lane);
-    if (!pulse) this.pulses.set(lane, (pulse = new Pulse(createNodeClient(this.settings, this.timeoutMs, node), this.timeoutMs / 2)));
+    if (!pulse) {
+      const connection = createNodeClient(this.settings, this.timeoutMs, node);
+      this.pulses.set(lane, (pulse = new Pulse(connection, this.timeoutMs, this.maxWaitMs, () => isReady(this.client))));
+    }
     return pulse;
   }
 
@@ -127,14 +100,34 @@ export class RedisDeadline {
   }
 }
 
+/** One call waiting for its answer, in its node's list (oldest first). */
+class Outstanding {
+  settled = false;
+  resolve!: (value: unknown) => void;
+  reject!: (err: unknown) => void;
+  prev?: Outstanding;
+  next?: Outstanding;
+
+  constructor(readonly startedAt: number) {}
+}
+
 /**
- * One node's signs of life: when it last answered anything, and while calls to it are outstanding a
- * PING every `intervalMs` on a connection of its own (one PING at a time; none while idle).
+ * One node's signs of life and the calls waiting for it. It notes when the node last answered
+ * anything, and while calls are outstanding it sends a PING every `timeoutMs / 2` on a connection of
+ * its own (one PING at a time; none while idle).
+ *
+ * One timer judges all of the node's outstanding calls. They are listed oldest first, and every one
+ * has the same timeout and the same wait, so a call is failed no later than any call older than it:
+ * each judgement runs down the list until it finds a call that may wait on, and the timer is set for
+ * that one. An answered call leaves the list at once. (A timer per call and the closures around it
+ * cost more than the rest of the deadline on every request.)
  */
 class Pulse {
   lastAnswerAt = 0;
-  private count = 0;
-  private timer?: NodeJS.Timeout;
+  private oldest?: Outstanding;
+  private newest?: Outstanding;
+  private pingTimer?: NodeJS.Timeout;
+  private judgeTimer?: NodeJS.Timeout;
   private pinging = false;
   /** When each recent tick ran, and how late: [at, lateMs], oldest first. */
   private readonly stalls: Array<[number, number]> = [];
@@ -142,29 +135,85 @@ class Pulse {
 
   constructor(
     private readonly connection: RedisClient,
-    private readonly intervalMs: number,
+    private readonly timeoutMs: number,
+    private readonly maxWaitMs: number,
+    /** Whether the main client is connected: a call on a dropped connection fails at its judgement. */
+    private readonly clientReady: () => boolean,
   ) {
     connection.on('error', () => undefined); // the main client reports connection errors
   }
 
-  /** A call to this node is under way: the pulse beats until none is. */
-  begin(): void {
-    this.count++;
-    if (this.timer === undefined) {
-      this.ping();
-      const interval = Math.max(1, this.intervalMs);
-      this.nextTickAt = performance.now() + interval;
-      this.timer = setInterval(() => {
-        this.noteStall(interval);
-        if (this.count > 0) this.ping();
-        else this.stop();
-      }, interval);
-      this.timer.unref();
+  /** A call to this node is under way: listed, judged in time, and the pulse beats until none is. */
+  begin(call: Outstanding): void {
+    if (this.newest) {
+      this.newest.next = call;
+      call.prev = this.newest;
+    } else {
+      this.oldest = call;
+    }
+    this.newest = call;
+    if (this.judgeTimer === undefined) this.judgeIn(call.startedAt + this.timeoutMs);
+    if (this.pingTimer === undefined) this.startBeating();
+  }
+
+  /** The call has its answer (or its failure): off the list. */
+  end(call: Outstanding): void {
+    call.settled = true;
+    const { prev, next } = call;
+    if (prev) prev.next = next;
+    else this.oldest = next;
+    if (next) next.prev = prev;
+    else this.newest = prev;
+    call.prev = call.next = undefined;
+  }
+
+  private judgeIn(at: number): void {
+    this.judgeTimer = setTimeout(this.onJudgeTimer, Math.max(1, Math.ceil(at - performance.now())));
+  }
+
+  // Silence is measured up to when the timer fired, and judged once the loop has polled: by then
+  // everything Redis sent before that moment has been read, however long the loop took to get here.
+  private readonly onJudgeTimer = (): void => {
+    const firedAt = performance.now();
+    setImmediate(() => this.judge(firedAt)); // after the poll phase: what the socket holds is read
+  };
+
+  /**
+   * Fails the calls that are due, oldest first: Redis silent for timeoutMs since the call began or
+   * last answered (or the client disconnected), or, while it answers, the call waited maxWaitMs.
+   * Time in which this process could not run (its pulse ticks came late: the machine or its own loop
+   * was busy) does not count as silence: Redis, on the same cores, may have been kept from running too.
+   */
+  private judge(firedAt: number): void {
+    this.judgeTimer = undefined;
+    for (let call = this.oldest; call; call = this.oldest) {
+      const quietSince = Math.max(this.lastAnswerAt, call.startedAt);
+      const silentMs = firedAt - quietSince - this.stalledBetween(quietSince, firedAt);
+      const waitedMs = firedAt - call.startedAt;
+      if (silentMs >= this.timeoutMs || !this.clientReady()) {
+        this.end(call);
+        call.reject(new RedisSilentError(silentMs));
+      } else if (waitedMs >= this.maxWaitMs) {
+        this.end(call);
+        call.reject(new RedisBusyError(waitedMs));
+      } else {
+        // Redis answered lately: judge again once it may have been quiet for timeoutMs (or at maxWaitMs).
+        this.judgeIn(Math.min(firedAt + this.timeoutMs - silentMs, call.startedAt + this.maxWaitMs));
+        return;
+      }
     }
   }
 
-  end(): void {
-    this.count--;
+  private startBeating(): void {
+    this.ping();
+    const interval = Math.max(1, this.timeoutMs / 2);
+    this.nextTickAt = performance.now() + interval;
+    this.pingTimer = setInterval(() => {
+      this.noteStall(interval);
+      if (this.oldest) this.ping();
+      else this.stopBeating();
+    }, interval);
+    this.pingTimer.unref();
   }
 
   /** Records how late this tick ran: the loop could not run in the meantime. Keeps a few seconds. */
@@ -202,13 +251,13 @@ class Pulse {
     );
   }
 
-  private stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
+  private stopBeating(): void {
+    clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
   }
 
   close(): void {
-    this.stop();
+    this.stopBeating(); // calls still outstanding are judged as before
     void closeRedisClient(this.connection);
   }
 }
