@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import type { RedisClientType } from '@redis/client';
 import { closeRedisClient, type RedisClient } from '../../src/redis/client';
 import { RedisBusyError, RedisDeadline, RedisSilentError } from '../../src/redis/deadline';
 import { gatewayRedisClient, startRedis, type TestRedis } from '../support/redis';
@@ -32,6 +33,9 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** One command on the gateway's (standalone) client. */
+const command = (...args: string[]): Promise<unknown> => (client as RedisClientType).sendCommand(args);
+
 /** A call under the deadline, with when it settled and how. */
 async function timed<T>(call: () => Promise<T>): Promise<{ value?: T; error?: unknown; startedAt: number; settledAt: number }> {
   const startedAt = performance.now();
@@ -44,20 +48,20 @@ async function timed<T>(call: () => Promise<T>): Promise<{ value?: T; error?: un
 }
 
 it('passes answers (and error replies) through, for many calls at once', async () => {
-  const results = await Promise.all(Array.from({ length: 500 }, (_, i) => deadline.run('k', () => client.sendCommand(['ECHO', `${i}`]))));
+  const results = await Promise.all(Array.from({ length: 500 }, (_, i) => deadline.run('k', () => command('ECHO', `${i}`))));
   expect(results).toEqual(Array.from({ length: 500 }, (_, i) => `${i}`));
-  await expect(deadline.run('k', () => client.sendCommand(['NOSUCHCOMMAND']))).rejects.toThrow(/unknown command/i);
+  await expect(deadline.run('k', () => command('NOSUCHCOMMAND'))).rejects.toThrow(/unknown command/i);
 });
 
 it('fails every outstanding call of a frozen Redis once it has been silent for timeout_ms since the call began, oldest first', async () => {
-  await client.sendCommand(['PING']); // Redis answered just now
+  await command('PING'); // Redis answered just now
   redis.pause();
   try {
-    const first = timed(() => client.sendCommand(['PING']));
+    const first = timed(() => command('PING'));
     await sleep(100);
-    const second = timed(() => client.sendCommand(['PING']));
+    const second = timed(() => command('PING'));
     await sleep(100);
-    const third = timed(() => client.sendCommand(['PING']));
+    const third = timed(() => command('PING'));
     const calls = await Promise.all([first, second, third]);
     for (const call of calls) {
       expect(call.error).toBeInstanceOf(RedisSilentError);
@@ -71,13 +75,13 @@ it('fails every outstanding call of a frozen Redis once it has been silent for t
     redis.resume();
   }
   // The answers that arrive now, to calls already failed, are dropped; new calls are answered.
-  await expect(deadline.run('k', () => client.sendCommand(['ECHO', 'back']))).resolves.toBe('back');
+  await expect(deadline.run('k', () => command('ECHO', 'back'))).resolves.toBe('back');
 });
 
 it('fails a call as busy at max_wait_ms while Redis answers others, and not before', async () => {
   // BLPOP holds the gateway connection (later calls wait behind it); the pulse's PINGs on a connection
   // of their own are answered all along, so Redis is not silent: only this call's wait is too long.
-  const blocked = timed(() => client.sendCommand(['BLPOP', 'deadline:never', '0']));
+  const blocked = timed(() => command('BLPOP', 'deadline:never', '0'));
   const call = await blocked;
   expect(call.error).toBeInstanceOf(RedisBusyError);
   const took = call.settledAt - call.startedAt;
@@ -85,24 +89,24 @@ it('fails a call as busy at max_wait_ms while Redis answers others, and not befo
   expect(took).toBeLessThan(MAX_WAIT_MS + SLACK_MS);
   // Free the connection (the BLPOP's late answer is dropped), and the next call is answered.
   const other = await gatewayRedisClient({ url: redis.url });
-  await other.sendCommand(['RPUSH', 'deadline:never', 'x']);
+  await (other as RedisClientType).sendCommand(['RPUSH', 'deadline:never', 'x']);
   await closeRedisClient(other);
-  await expect(deadline.run('k', () => client.sendCommand(['ECHO', 'after']))).resolves.toBe('after');
+  await expect(deadline.run('k', () => command('ECHO', 'after'))).resolves.toBe('after');
 });
 
 it('judges a call by its own start when the judgement was set for an older call (answered since)', async () => {
   // The older call is answered at once; the newer one, on a frozen Redis, fails at its own timeout,
   // neither at the older one's (too early) nor later.
-  await deadline.run('k', () => client.sendCommand(['PING']));
+  await deadline.run('k', () => command('PING'));
   redis.pause();
   try {
     await sleep(150);
-    const late = await timed(() => client.sendCommand(['PING']));
+    const late = await timed(() => command('PING'));
     expect(late.error).toBeInstanceOf(RedisSilentError);
     expect(late.settledAt - late.startedAt).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
     expect(late.settledAt - late.startedAt).toBeLessThan(TIMEOUT_MS + SLACK_MS);
   } finally {
     redis.resume();
   }
-  await expect(deadline.run('k', () => client.sendCommand(['ECHO', 'ok']))).resolves.toBe('ok');
+  await expect(deadline.run('k', () => command('ECHO', 'ok'))).resolves.toBe('ok');
 });
