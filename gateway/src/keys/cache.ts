@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { keyCacheLookupsBy } from '../metrics/registry';
-import { hashSecret, opensUntil, opensWith } from './records';
+import { hashSecret, opensUntil } from './records';
 import { StoreBusyError, StoreUnavailableError } from '../redis/errors';
 import type { ApiKeyRecord, KeyStore } from './types';
 
@@ -12,6 +12,11 @@ interface Entry {
   epoch: number;
   /** Until when the secret it is cached under opens the record (records.ts' opensUntil), worked out once. */
   opensUntil: number;
+}
+
+/** The entry's record if its secret opens it now (a rotated-out secret stops at the end of its grace). */
+function openedBy(entry: Entry): ApiKeyRecord | null {
+  return Date.now() < entry.opensUntil ? entry.record : null;
 }
 
 /**
@@ -64,27 +69,25 @@ export class KeyCache {
     const fresh = this.cache.get(secretHash);
     if (fresh && fresh.epoch === this.epoch) {
       cacheHits.inc();
-      const opens = fresh.opensUntil === Infinity || Date.now() < fresh.opensUntil;
-      return { record: opens ? fresh.record : null, cached: true };
+      return { record: openedBy(fresh), cached: true };
     }
     return this.findUncached(secretHash);
   }
 
   /** Not in the cache (or not confirmed since the change feed was lost): the store, or what we have while it is down. */
   private async findUncached(secretHash: string): Promise<Found> {
-    const opened = (record: ApiKeyRecord | null) => (record && opensWith(record, secretHash) ? record : null);
     const storeSuspect = this.probeInFlight || Date.now() < this.storeDownUntil;
-    if (storeSuspect && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash, opened);
+    if (storeSuspect && this.cache.get(secretHash, { allowStale: true })) return this.withoutStore(secretHash);
     let lookup = this.lookups.get(secretHash);
     if (!lookup) {
-      lookup = this.lookUp(secretHash, opened).finally(() => this.lookups.delete(secretHash));
+      lookup = this.lookUp(secretHash).finally(() => this.lookups.delete(secretHash));
       this.lookups.set(secretHash, lookup);
     }
     return lookup;
   }
 
   /** One store round trip for a secret (shared by every request that waits for it). */
-  private async lookUp(secretHash: string, opened: (record: ApiKeyRecord | null) => ApiKeyRecord | null): Promise<Found> {
+  private async lookUp(secretHash: string): Promise<Found> {
     const isProbe = this.storeDownUntil > 0;
     if (isProbe) this.probeInFlight = true;
     const generation = this.generation;
@@ -92,29 +95,29 @@ export class KeyCache {
       const record = await this.store.findBySecretHash(secretHash);
       this.storeDownUntil = 0;
       keyCacheLookupsBy('miss').inc();
-      if (!record) this.cache.delete(secretHash);
-      else if (generation === this.generation) this.remember(secretHash, record);
-      return { record: opened(record), cached: false };
+      if (!record) {
+        this.cache.delete(secretHash);
+        return { record: null, cached: false };
+      }
+      const entry: Entry = { record, epoch: this.epoch, opensUntil: opensUntil(record, secretHash) };
+      if (generation === this.generation) this.remember(secretHash, entry);
+      return { record: openedBy(entry), cached: false };
     } catch (err) {
       // Busy is not down: the store answers, just late. Nothing stale is served for it, nothing probed.
       if (!(err instanceof StoreUnavailableError) || err instanceof StoreBusyError) throw err;
       this.storeDownUntil = Date.now() + STORE_RETRY_MS;
-      return this.withoutStore(secretHash, opened, err);
+      return this.withoutStore(secretHash, err);
     } finally {
       if (isProbe) this.probeInFlight = false;
     }
   }
 
   /** While the store cannot answer: the entry we have, however old, or the store's failure. */
-  private withoutStore(
-    secretHash: string,
-    opened: (record: ApiKeyRecord | null) => ApiKeyRecord | null,
-    cause?: StoreUnavailableError,
-  ): { record: ApiKeyRecord | null; cached: boolean } {
+  private withoutStore(secretHash: string, cause?: StoreUnavailableError): Found {
     const stale = this.cache.get(secretHash, { allowStale: true });
     keyCacheLookupsBy(stale ? 'stale' : 'miss').inc();
     if (!stale) throw cause ?? new StoreUnavailableError('the key store failed moments ago');
-    return { record: opened(stale.record), cached: true };
+    return { record: openedBy(stale), cached: true };
   }
 
   /** Drops every entry of one key: it was changed (revoked, rotated, new tier) on some replica. */
@@ -133,10 +136,11 @@ export class KeyCache {
     this.epoch++;
   }
 
-  private remember(secretHash: string, record: ApiKeyRecord): void {
-    this.cache.set(secretHash, { record, epoch: this.epoch, opensUntil: opensUntil(record, secretHash) }); // disposes (and unindexes) an entry it replaces first
-    let hashes = this.hashesById.get(record.id);
-    if (!hashes) this.hashesById.set(record.id, (hashes = new Set()));
+  private remember(secretHash: string, entry: Entry): void {
+    this.cache.set(secretHash, entry); // disposes (and unindexes) an entry it replaces first
+    const { id } = entry.record;
+    let hashes = this.hashesById.get(id);
+    if (!hashes) this.hashesById.set(id, (hashes = new Set()));
     hashes.add(secretHash);
   }
 

@@ -21,28 +21,26 @@ export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
 
-/** Timing-safe: whether `hash` is one of `hashes` (the lookup index alone is not trusted). */
-function holdsHash(hashes: readonly string[], secretHash: string): boolean {
-  const wanted = Buffer.from(secretHash, 'hex');
-  let found = false;
-  for (const stored of hashes) {
-    const candidate = Buffer.from(stored, 'hex');
-    if (candidate.length === wanted.length && timingSafeEqual(candidate, wanted)) found = true;
-  }
-  return found;
+/** Timing-safe: whether the stored hash (hex) is `wanted` (the lookup index alone is not trusted). */
+function sameHash(stored: string, wanted: Buffer): boolean {
+  const candidate = Buffer.from(stored, 'hex');
+  return candidate.length === wanted.length && timingSafeEqual(candidate, wanted);
 }
 
 /**
  * Until when (ms since the epoch) this secret opens the record: for ever when it is a current secret,
- * until its grace period ends when it was rotated out, never (-Infinity) otherwise.
+ * until its grace period ends when it was rotated out, never (-Infinity) otherwise. Every stored hash
+ * is compared, so the time taken does not tell which one matched.
  */
 export function opensUntil(record: ApiKeyRecord, secretHash: string): number {
-  if (holdsHash(record.secret_hashes, secretHash)) return Infinity;
+  const wanted = Buffer.from(secretHash, 'hex');
+  let current = false;
+  for (const stored of record.secret_hashes) if (sameHash(stored, wanted)) current = true;
   let until = -Infinity;
   for (const retired of record.previous_secrets ?? []) {
-    if (holdsHash([retired.hash], secretHash)) until = Math.max(until, Date.parse(retired.until));
+    if (sameHash(retired.hash, wanted)) until = Math.max(until, Date.parse(retired.until));
   }
-  return until;
+  return current ? Infinity : until;
 }
 
 /** Whether this secret opens the record now: its current secret, or a rotated-out one still in its grace period. */

@@ -71,7 +71,7 @@ export class UpstreamExchange {
   onConnect(abort: Abort): void {
     this.dispatched = true;
     this.abortUpstream = abort;
-    if (this.signal.aborted) abort(this.signal.reason instanceof Error ? this.signal.reason : new Error('aborted'));
+    if (this.signal.aborted) this.onAbort(); // it was given up on while queued
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {

@@ -61,18 +61,8 @@ export class RedisDeadline {
     });
     pulse.begin(outstanding);
     call().then(
-      (value) => {
-        if (outstanding.settled) return;
-        pulse.end(outstanding);
-        pulse.answered();
-        outstanding.resolve(value);
-      },
-      (err: Error) => {
-        if (outstanding.settled) return;
-        pulse.end(outstanding);
-        if (isErrorReply(err)) pulse.answered(); // an error reply is still an answer
-        outstanding.reject(err);
-      },
+      (value) => pulse.settle(outstanding, value),
+      (err: Error) => pulse.fail(outstanding, err, isErrorReply(err)), // an error reply is still an answer
     );
     return promise;
   }
@@ -156,8 +146,24 @@ class Pulse {
     if (this.pingTimer === undefined) this.startBeating();
   }
 
-  /** The call has its answer (or its failure): off the list. */
-  end(call: Outstanding): void {
+  /** The call's answer: Redis was heard from. Nothing, if the call was failed already. */
+  settle(call: Outstanding, value: unknown): void {
+    if (call.settled) return;
+    this.end(call);
+    this.answered();
+    call.resolve(value);
+  }
+
+  /** The call fails (`answered`: with an error reply, which still shows Redis answering). Nothing, if it was settled already. */
+  fail(call: Outstanding, err: Error, answered = false): void {
+    if (call.settled) return;
+    this.end(call);
+    if (answered) this.answered();
+    call.reject(err);
+  }
+
+  /** Off the list. */
+  private end(call: Outstanding): void {
     call.settled = true;
     const { prev, next } = call;
     if (prev) prev.next = next;
@@ -191,11 +197,9 @@ class Pulse {
       const silentMs = firedAt - quietSince - this.stalledBetween(quietSince, firedAt);
       const waitedMs = firedAt - call.startedAt;
       if (silentMs >= this.timeoutMs || !this.clientReady()) {
-        this.end(call);
-        call.reject(new RedisSilentError(silentMs));
+        this.fail(call, new RedisSilentError(silentMs));
       } else if (waitedMs >= this.maxWaitMs) {
-        this.end(call);
-        call.reject(new RedisBusyError(waitedMs));
+        this.fail(call, new RedisBusyError(waitedMs));
       } else {
         // Redis answered lately: judge again once it may have been quiet for timeoutMs (or at maxWaitMs).
         this.judgeIn(Math.min(firedAt + this.timeoutMs - silentMs, call.startedAt + this.maxWaitMs));

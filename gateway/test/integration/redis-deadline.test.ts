@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RedisClientType } from '@redis/client';
 import { closeRedisClient, type RedisClient } from '../../src/redis/client';
 import { RedisBusyError, RedisDeadline, RedisSilentError } from '../../src/redis/deadline';
@@ -30,8 +31,6 @@ afterAll(async () => {
   if (client) await closeRedisClient(client);
   await redis?.stop();
 });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One command on the gateway's (standalone) client. */
 const command = (...args: string[]): Promise<unknown> => (client as RedisClientType).sendCommand(args);
