@@ -1,11 +1,11 @@
-// Builds side by side: `node load-tests/ab.mjs DIR[@node-flag...] ... [floor]` starts sluice from each
+// Builds side by side: `node load-tests/ab.mjs DIR[@node-flag...][#log-level] ... [floor]` starts sluice from each
 // checkout's dist/ (DIR: a copy of the repository, or just a dist/ beside a node_modules link) with the
 // headline's config, and the floor if named, then drives them in alternating rounds with the bench's
 // load tool, pinned as the bench pins, and prints CPU µs per request, req/s and p99 per round and
 // their medians. How this round's hot-path changes were measured: this VM's noise (±10 % between
 // runs) is shared by builds measured minutes apart in one run, not by runs an hour apart.
-//   ROUNDS (5), SECONDS (4), WARMUP (6, per case, once), LOG (info: the access log on) tune it.
-//   e.g. node load-tests/ab.mjs /tmp/before . . @--max-semi-space-size=16
+//   ROUNDS (5), SECONDS (4), WARMUP (10, per case, once), LOG (info: the access log on) tune it.
+//   e.g. node load-tests/ab.mjs /tmp/before . . @--max-semi-space-size=16 .#warn
 import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { cpuMicros, withGroup } from './lib/procs.mjs';
@@ -16,7 +16,7 @@ import { BENCH_KEY, startFloor, startSluice, startUpstream } from './lib/servers
 const specs = process.argv.slice(2);
 if (specs.length === 0) throw new Error('usage: node load-tests/ab.mjs DIR[@node-flag...] ... [floor[@node-flag...]]');
 const env = (name, fallback) => Number(process.env[name] ?? fallback);
-const [rounds, seconds, warmup] = [env('ROUNDS', 5), env('SECONDS', 4), env('WARMUP', 6)];
+const [rounds, seconds, warmup] = [env('ROUNDS', 5), env('SECONDS', 4), env('WARMUP', 10)];
 const tool = chooseTool();
 
 const results = new Map();
@@ -25,11 +25,12 @@ await withGroup(async (group) => {
   const redis = await startRedis(group);
   const cases = [];
   for (const [i, spec] of specs.entries()) {
-    const [where, ...nodeArgs] = spec.split('@');
+    const [place, level = process.env.LOG ?? 'info'] = spec.split('#');
+    const [where, ...nodeArgs] = place.split('@');
     const proc =
       where === 'floor'
         ? await startFloor(group, upstream, redis, nodeArgs)
-        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(where || '.'), nodeArgs, config: { log: { level: process.env.LOG ?? 'info' } } });
+        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(where || '.'), nodeArgs, config: { log: { level } } });
     cases.push({ name: `${i}: ${spec}`, proc, load: { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] } });
   }
   for (const c of cases) await runLoad(tool, { ...c.load, seconds: warmup });

@@ -1,4 +1,4 @@
-// The load-test harness (issue 7): `npm run bench` (full, ~15 min) or `npm run bench -- --quick` (~1.5 min).
+// The load-test harness (issue 7): `npm run bench` (full, ~25 min) or `npm run bench -- --quick` (~2.5 min).
 //   node load-tests/bench.mjs [--quick] [--only headline,many-keys,rejections,large-bodies,soak,workers,limits,clients]
 //                             [--tool wrk|autocannon] [--rounds N] [--seconds N] [--connections N]
 // Runs each scenario (scenarios/*.mjs) with its own processes, prints one progress line per case per
@@ -38,11 +38,13 @@ const { values } = parseArgs({
   },
 });
 
-// Full: ≥ 3 rounds of ≥ 10 s per case and a 5-minute soak. Quick: enough to see that everything works
-// and roughly where it stands, in about a minute and a half.
+// Full: 5 rounds of 10 s per case for the headline, 3 elsewhere, and a 5-minute soak. Quick: enough to
+// see that everything works and roughly where it stands, in about two and a half minutes.
+// Warm-up: a cold proxy compiles on the core it is pinned to; on a slow VM sluice took 8-10 s under
+// this load to reach its steady cost, the floor 6-8 s (load-tests/warm-up.mjs), so 10 s each.
 const MODES = {
-  full: { rounds: 3, sideRounds: 3, seconds: 10, warmup: 3, connections: 50, soakSeconds: 300, soakWarmup: 10, manyKeys: 100_000 },
-  quick: { rounds: 2, sideRounds: 1, seconds: 3, warmup: 1, connections: 50, soakSeconds: 20, soakWarmup: 5, manyKeys: 100_000 },
+  full: { rounds: 5, sideRounds: 3, seconds: 10, warmup: 10, connections: 50, soakSeconds: 300, soakWarmup: 10, manyKeys: 100_000 },
+  quick: { rounds: 2, sideRounds: 1, seconds: 3, warmup: 5, connections: 50, soakSeconds: 20, soakWarmup: 5, manyKeys: 100_000 },
 };
 const mode = values.quick ? 'quick' : 'full';
 const settings = {

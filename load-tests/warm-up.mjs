@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// How long a cold process takes to reach its steady cost: `node load-tests/warm-up.mjs DIR... [floor]`.
+// Starts sluice from each checkout's dist/ (access log on, as ab.mjs does) and the floor if named,
+// drives each from cold with the headline's load in consecutive periods (PERIODS, 8; SECONDS, 2 each)
+// and prints, per period, req/s and CPU µs per request split into the main thread and the rest
+// (V8's compiler and GC helper threads, libuv's pool). All of them share the core the proxy is pinned
+// to, so compilation still under way is charged to the requests of that period: the bench's warm-up
+// has to outlast it (load-tests/README.md, "Warm-up").
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { chooseTool, runLoad } from './lib/load.mjs';
+import { CLK_TCK, withGroup } from './lib/procs.mjs';
+import { startRedis } from './lib/redis.mjs';
+import { BENCH_KEY, startFloor, startSluice, startUpstream } from './lib/servers.mjs';
+
+const specs = process.argv.slice(2);
+if (specs.length === 0) throw new Error('usage: node load-tests/warm-up.mjs DIR... [floor]');
+const periods = Number(process.env.PERIODS ?? 8);
+const seconds = Number(process.env.SECONDS ?? 2);
+const tool = chooseTool();
+
+/** CPU µs of the process's main thread (its tid is its pid) and of all its other threads. */
+function threadCpu(pid) {
+  let main = 0;
+  let rest = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const us = ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+    if (Number(tid) === pid) main += us;
+    else rest += us;
+  }
+  return { main, rest };
+}
+
+await withGroup(async (group) => {
+  const upstream = await startUpstream(group);
+  const redis = await startRedis(group);
+  for (const [i, spec] of specs.entries()) {
+    const proc =
+      spec === 'floor'
+        ? await startFloor(group, upstream, redis, [])
+        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(spec), config: { log: { level: 'info' } } });
+    const load = { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+    for (let period = 1; period <= periods; period++) {
+      const before = threadCpu(proc.pid);
+      const r = await runLoad(tool, { ...load, seconds });
+      const after = threadCpu(proc.pid);
+      const [main, rest] = [after.main - before.main, after.rest - before.rest].map((us) => us / Math.max(1, r.requests));
+      console.log(`${spec} ${(period - 1) * seconds}-${period * seconds} s: ${Math.round(r.rps)} req/s, ${(main + rest).toFixed(1)} µs/req (main thread ${main.toFixed(1)}, other threads ${rest.toFixed(1)})`);
+    }
+  }
+});
