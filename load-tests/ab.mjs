@@ -6,12 +6,11 @@
 // runs) is shared by builds measured minutes apart in one run, not by runs an hour apart.
 //   ROUNDS (5), SECONDS (4), WARMUP (10, per case, once), LOG (info: the access log on) tune it.
 //   e.g. node load-tests/ab.mjs /tmp/before . . @--max-semi-space-size=16 .#warn
-import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { cpuMicros, withGroup } from './lib/procs.mjs';
 import { median } from './lib/rounds.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_KEY, startFloor, startSluice, startUpstream } from './lib/servers.mjs';
+import { headlineLoad, startSpec, startUpstream } from './lib/servers.mjs';
 
 const specs = process.argv.slice(2);
 if (specs.length === 0) throw new Error('usage: node load-tests/ab.mjs DIR[@node-flag...] ... [floor[@node-flag...]]');
@@ -27,11 +26,8 @@ await withGroup(async (group) => {
   for (const [i, spec] of specs.entries()) {
     const [place, level = process.env.LOG ?? 'info'] = spec.split('#');
     const [where, ...nodeArgs] = place.split('@');
-    const proc =
-      where === 'floor'
-        ? await startFloor(group, upstream, redis, nodeArgs)
-        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(where || '.'), nodeArgs, config: { log: { level } } });
-    cases.push({ name: `${i}: ${spec}`, proc, load: { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] } });
+    const proc = await startSpec(group, where || '.', { upstream, redis, name: `case-${i}`, nodeArgs, level });
+    cases.push({ name: `${i}: ${spec}`, proc, load: headlineLoad(proc) });
   }
   for (const c of cases) await runLoad(tool, { ...c.load, seconds: warmup });
   for (let round = 1; round <= rounds; round++) {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { sleep, withGroup } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_KEY, startFloor, startSluice, startUpstream, tempDir } from './lib/servers.mjs';
+import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.mjs';
 
 const args = process.argv.slice(2);
 const withStacks = args.includes('--stacks');
@@ -27,11 +27,8 @@ await withGroup(async (group) => {
   const redis = await startRedis(group);
   for (const [i, spec] of specs.entries()) {
     const nodeArgs = ['--require', probe];
-    const proc =
-      spec === 'floor'
-        ? await startFloor(group, upstream, redis, nodeArgs)
-        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(spec), nodeArgs, config: { log: { level: 'info' } } });
-    const load = { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+    const proc = await startSpec(group, spec, { upstream, redis, name: `case-${i}`, nodeArgs });
+    const load = headlineLoad(proc);
     await runLoad(tool, { ...load, seconds: 2 }); // warm-up: pools, JIT
     process.kill(proc.pid, 'SIGUSR2');
     const r = await runLoad(tool, { ...load, seconds: 3 });

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { sleep, withGroup } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_KEY, startFloor, startSluice, startUpstream, tempDir } from './lib/servers.mjs';
+import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -28,12 +28,8 @@ const data = path.join(tempDir('perf'), 'perf.data');
 const report = await withGroup(async (group) => {
   const upstream = await startUpstream(group);
   const redis = await startRedis(group);
-  const nodeArgs = ['--perf-basic-prof-only-functions'];
-  const proc =
-    spec === 'floor'
-      ? await startFloor(group, upstream, redis, nodeArgs)
-      : await startSluice(group, { upstream, redis, root: path.resolve(spec), nodeArgs, config: { log: { level: 'info' } } });
-  const load = { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+  const proc = await startSpec(group, spec, { upstream, redis, nodeArgs: ['--perf-basic-prof-only-functions'] });
+  const load = headlineLoad(proc);
   await runLoad(tool, { ...load, seconds: warmup });
   const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4999', '-p', String(proc.pid), '-o', data], { stdio: 'ignore' });
   await sleep(300);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { sleep, withGroup } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_KEY, startFloor, startSluice, startUpstream, tempDir } from './lib/servers.mjs';
+import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.mjs';
 
 const specs = process.argv.slice(2);
 if (specs.length === 0) throw new Error('usage: node load-tests/syscall-count.mjs DIR... [floor]');
@@ -20,11 +20,8 @@ await withGroup(async (group) => {
   const upstream = await startUpstream(group);
   const redis = await startRedis(group);
   for (const [i, spec] of specs.entries()) {
-    const proc =
-      spec === 'floor'
-        ? await startFloor(group, upstream, redis, [])
-        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(spec), config: { log: { level: 'info' } } });
-    const load = { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+    const proc = await startSpec(group, spec, { upstream, redis, name: `case-${i}` });
+    const load = headlineLoad(proc);
     await runLoad(tool, { ...load, seconds: 2 }); // warm-up: pools, JIT
     const out = path.join(dir, `case-${i}.txt`);
     const strace = spawn('strace', ['-c', '-f', '-o', out, '-p', String(proc.pid)], { stdio: 'ignore' });

@@ -7,11 +7,10 @@
 // to, so compilation still under way is charged to the requests of that period: the bench's warm-up
 // has to outlast it (load-tests/README.md, "Warm-up").
 import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
 import { CLK_TCK, withGroup } from './lib/procs.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_KEY, startFloor, startSluice, startUpstream } from './lib/servers.mjs';
+import { headlineLoad, startSpec, startUpstream } from './lib/servers.mjs';
 
 const specs = process.argv.slice(2);
 if (specs.length === 0) throw new Error('usage: node load-tests/warm-up.mjs DIR... [floor]');
@@ -37,11 +36,8 @@ await withGroup(async (group) => {
   const upstream = await startUpstream(group);
   const redis = await startRedis(group);
   for (const [i, spec] of specs.entries()) {
-    const proc =
-      spec === 'floor'
-        ? await startFloor(group, upstream, redis, [])
-        : await startSluice(group, { upstream, redis, name: `case-${i}`, root: path.resolve(spec), config: { log: { level: 'info' } } });
-    const load = { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+    const proc = await startSpec(group, spec, { upstream, redis, name: `case-${i}` });
+    const load = headlineLoad(proc);
     for (let period = 1; period <= periods; period++) {
       const before = threadCpu(proc.pid);
       const r = await runLoad(tool, { ...load, seconds });

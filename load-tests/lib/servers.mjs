@@ -167,3 +167,18 @@ export async function startSluice(group, { upstream, redis, config = {}, name = 
   await waitFor(`${name} proxying`, async () => (await fetch(`${url(port)}/`, { headers: { 'x-api-key': BENCH_KEY } })).status === 200, 15_000, p.child);
   return { ...p, port, adminPort, url: url(port), configFile: file };
 }
+
+/**
+ * What a diagnostic script's argument names: `floor`, or a checkout (or a dist/ beside a node_modules
+ * link) whose dist/ runs as sluice, with the access log at `level` (info: on, as a user runs it).
+ */
+export function startSpec(group, spec, { upstream, redis, name = 'sluice', nodeArgs = [], level = 'info' }) {
+  return spec === 'floor'
+    ? startFloor(group, upstream, redis, nodeArgs)
+    : startSluice(group, { upstream, redis, name, root: path.resolve(spec), nodeArgs, config: { log: { level } } });
+}
+
+/** The headline's load against a started proxy: 50 connections, GET / with the bench key. */
+export function headlineLoad(proc) {
+  return { url: proc.url, connections: 50, requests: [{ headers: { 'x-api-key': BENCH_KEY } }] };
+}
