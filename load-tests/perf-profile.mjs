@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Where a warm process's CPU goes, kernel included: `node load-tests/perf-profile.mjs DIR|floor [--seconds N] [--top N]`.
-// Starts sluice from DIR's dist/ (access log on) or the floor under node
+// Where a warm process's CPU goes, kernel included: `node load-tests/perf-profile.mjs DIR|floor [--seconds N] [--top N] [--level warn]`.
+// Starts sluice from DIR's dist/ (access log on; --level warn: off) or the floor under node
 // --perf-basic-prof-only-functions (its JIT code named in /tmp/perf-<pid>.map, removed afterwards),
 // warms it for WARMUP s (10) with the headline's load, then samples it with `perf record -e cpu-clock`
 // for --seconds of the same load and prints the top symbols by self time, in µs per request, and the
@@ -18,7 +18,7 @@ import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.m
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '30' } },
+  options: { seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '30' }, level: { type: 'string', default: 'info' } },
 });
 const spec = positionals[0] ?? '.';
 const warmup = Number(process.env.WARMUP ?? 10);
@@ -28,7 +28,7 @@ const data = path.join(tempDir('perf'), 'perf.data');
 const report = await withGroup(async (group) => {
   const upstream = await startUpstream(group);
   const redis = await startRedis(group);
-  const proc = await startSpec(group, spec, { upstream, redis, nodeArgs: ['--perf-basic-prof-only-functions'] });
+  const proc = await startSpec(group, spec, { upstream, redis, nodeArgs: ['--perf-basic-prof-only-functions'], level: values.level });
   const load = headlineLoad(proc);
   await runLoad(tool, { ...load, seconds: warmup });
   const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4999', '-p', String(proc.pid), '-o', data], { stdio: 'ignore' });
