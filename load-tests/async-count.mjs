@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chooseTool, runLoad } from './lib/load.mjs';
-import { sleep, withGroup } from './lib/procs.mjs';
-import { startRedis } from './lib/redis.mjs';
-import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.mjs';
+import { sleep } from './lib/procs.mjs';
+import { tempDir } from './lib/servers.mjs';
+import { forEachSpec } from './lib/specs.mjs';
 
 const args = process.argv.slice(2);
 const withStacks = args.includes('--stacks');
@@ -22,26 +22,19 @@ const out = path.join(tempDir('async-count'), 'counts.json');
 process.env.ASYNC_PROBE_OUT = out;
 if (withStacks) process.env.ASYNC_PROBE_STACKS = '1';
 
-await withGroup(async (group) => {
-  const upstream = await startUpstream(group);
-  const redis = await startRedis(group);
-  for (const [i, spec] of specs.entries()) {
-    const nodeArgs = ['--require', probe];
-    const proc = await startSpec(group, spec, { upstream, redis, name: `case-${i}`, nodeArgs });
-    const load = headlineLoad(proc);
-    await runLoad(tool, { ...load, seconds: 2 }); // warm-up: pools, JIT
-    process.kill(proc.pid, 'SIGUSR2');
-    const r = await runLoad(tool, { ...load, seconds: 3 });
-    process.kill(proc.pid, 'SIGUSR2');
-    await sleep(300);
-    const { counts, stacks } = JSON.parse(readFileSync(out, 'utf8'));
-    const perRequest = Object.entries(counts)
-      .filter(([, n]) => n / r.requests >= 0.01)
-      .sort((a, b) => b[1] - a[1])
-      .map(([type, n]) => `${type} ${(n / r.requests).toFixed(2)}`);
-    console.log(`${spec}: ${r.requests} requests; per request: ${perRequest.join(', ')}`);
-    if (withStacks) {
-      for (const [where, n] of Object.entries(stacks).sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(n / r.requests).toFixed(2)}  ${where}`);
-    }
+await forEachSpec(specs, { nodeArgs: ['--require', probe] }, async ({ spec, proc, load }) => {
+  await runLoad(tool, { ...load, seconds: 2 }); // warm-up: pools, JIT
+  process.kill(proc.pid, 'SIGUSR2');
+  const r = await runLoad(tool, { ...load, seconds: 3 });
+  process.kill(proc.pid, 'SIGUSR2');
+  await sleep(300);
+  const { counts, stacks } = JSON.parse(readFileSync(out, 'utf8'));
+  const perRequest = Object.entries(counts)
+    .filter(([, n]) => n / r.requests >= 0.01)
+    .sort((a, b) => b[1] - a[1])
+    .map(([type, n]) => `${type} ${(n / r.requests).toFixed(2)}`);
+  console.log(`${spec}: ${r.requests} requests; per request: ${perRequest.join(', ')}`);
+  if (withStacks) {
+    for (const [where, n] of Object.entries(stacks).sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(n / r.requests).toFixed(2)}  ${where}`);
   }
 });

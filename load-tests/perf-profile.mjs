@@ -12,9 +12,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { chooseTool, runLoad } from './lib/load.mjs';
-import { sleep, withGroup } from './lib/procs.mjs';
-import { startRedis } from './lib/redis.mjs';
-import { headlineLoad, startSpec, startUpstream, tempDir } from './lib/servers.mjs';
+import { sleep } from './lib/procs.mjs';
+import { tempDir } from './lib/servers.mjs';
+import { forEachSpec } from './lib/specs.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -25,18 +25,15 @@ const warmup = Number(process.env.WARMUP ?? 10);
 const tool = chooseTool();
 const data = path.join(tempDir('perf'), 'perf.data');
 
-const report = await withGroup(async (group) => {
-  const upstream = await startUpstream(group);
-  const redis = await startRedis(group);
-  const proc = await startSpec(group, spec, { upstream, redis, nodeArgs: ['--perf-basic-prof-only-functions'], level: values.level });
-  const load = headlineLoad(proc);
+let report;
+await forEachSpec([spec], { nodeArgs: ['--perf-basic-prof-only-functions'], level: values.level }, async ({ proc, load }) => {
   await runLoad(tool, { ...load, seconds: warmup });
   const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4999', '-p', String(proc.pid), '-o', data], { stdio: 'ignore' });
   await sleep(300);
   const r = await runLoad(tool, { ...load, seconds: Number(values.seconds) });
   perf.kill('SIGINT');
   await new Promise((resolve) => perf.once('exit', resolve));
-  return { requests: r.requests, rps: r.rps, pid: proc.pid };
+  report = { requests: r.requests, rps: r.rps, pid: proc.pid };
 });
 
 const out = spawnSync('perf', ['report', '-i', data, '--no-children', '--sort', 'dso,sym', '--stdio', '-F', 'overhead,sample,dso,sym'], { encoding: 'utf8', maxBuffer: 1 << 28 });

@@ -6,11 +6,10 @@
 // (V8's compiler and GC helper threads, libuv's pool). All of them share the core the proxy is pinned
 // to, so compilation still under way is charged to the requests of that period: the bench's warm-up
 // has to outlast it (load-tests/README.md, "Warm-up").
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { chooseTool, runLoad } from './lib/load.mjs';
-import { CLK_TCK, withGroup } from './lib/procs.mjs';
-import { startRedis } from './lib/redis.mjs';
-import { headlineLoad, startSpec, startUpstream } from './lib/servers.mjs';
+import { threadCpuMicros } from './lib/procs.mjs';
+import { forEachSpec } from './lib/specs.mjs';
 
 const specs = process.argv.slice(2);
 if (specs.length === 0) throw new Error('usage: node load-tests/warm-up.mjs DIR... [floor]');
@@ -23,27 +22,19 @@ function threadCpu(pid) {
   let main = 0;
   let rest = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const us = ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+    const us = threadCpuMicros(pid, tid);
     if (Number(tid) === pid) main += us;
     else rest += us;
   }
   return { main, rest };
 }
 
-await withGroup(async (group) => {
-  const upstream = await startUpstream(group);
-  const redis = await startRedis(group);
-  for (const [i, spec] of specs.entries()) {
-    const proc = await startSpec(group, spec, { upstream, redis, name: `case-${i}` });
-    const load = headlineLoad(proc);
-    for (let period = 1; period <= periods; period++) {
-      const before = threadCpu(proc.pid);
-      const r = await runLoad(tool, { ...load, seconds });
-      const after = threadCpu(proc.pid);
-      const [main, rest] = [after.main - before.main, after.rest - before.rest].map((us) => us / Math.max(1, r.requests));
-      console.log(`${spec} ${(period - 1) * seconds}-${period * seconds} s: ${Math.round(r.rps)} req/s, ${(main + rest).toFixed(1)} µs/req (main thread ${main.toFixed(1)}, other threads ${rest.toFixed(1)})`);
-    }
+await forEachSpec(specs, {}, async ({ spec, proc, load }) => {
+  for (let period = 1; period <= periods; period++) {
+    const before = threadCpu(proc.pid);
+    const r = await runLoad(tool, { ...load, seconds });
+    const after = threadCpu(proc.pid);
+    const [main, rest] = [after.main - before.main, after.rest - before.rest].map((us) => us / Math.max(1, r.requests));
+    console.log(`${spec} ${(period - 1) * seconds}-${period * seconds} s: ${Math.round(r.rps)} req/s, ${(main + rest).toFixed(1)} µs/req (main thread ${main.toFixed(1)}, other threads ${rest.toFixed(1)})`);
   }
 });

@@ -25,7 +25,16 @@ export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf
 
 /** CPU time (user + system, all threads) a process has used so far, in microseconds. */
 export function cpuMicros(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statCpuMicros(`/proc/${pid}/stat`);
+}
+
+/** The same for one thread of a process (`tid` = `pid`: its main thread). */
+export function threadCpuMicros(pid, tid) {
+  return statCpuMicros(`/proc/${pid}/task/${tid}/stat`);
+}
+
+function statCpuMicros(file) {
+  const stat = readFileSync(file, 'utf8');
   // The command name (field 2) may hold spaces; fields after it are fixed: utime is 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
