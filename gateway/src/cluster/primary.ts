@@ -48,7 +48,7 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
     process.exit(1);
   }
 
-  const trustedProxies = new TrustedProxies(config.trusted_proxies);
+  let trustedProxies = new TrustedProxies(config.trusted_proxies); // replaced on reload, as in a worker's runtime
   const admin = createAdmin(config, keyApi, {
     currentConfig: () => config,
     readiness: { notReadyReason: () => pool.notReadyReason() },
@@ -66,6 +66,7 @@ export async function runPrimary(configFile: string, initial: Config, size: numb
     const next = tryReload(configFile, log, (next) => prepareRenewal(admin, next.admin.tls)()); // a renewed admin certificate
     if (!next) return; // the workers keep theirs too
     config = next;
+    trustedProxies = new TrustedProxies(next.trusted_proxies);
     log.level = next.log.level;
     configReloads.inc({ result: 'ok' });
     pool.broadcast({ type: 'sluice:reload' });

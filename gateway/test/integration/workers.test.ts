@@ -17,15 +17,17 @@ import { waitFor } from '../support/wait';
 const KEY = 'sk_test_workers_unlimited_000000';
 const LIMITED_KEY = 'sk_test_workers_limited_0000000';
 const LIMIT = 10;
+const FAILED_TOKENS = 3;
 
 let redis: TestRedis;
 let upstream: TestUpstream;
 let configFile: string;
 let gateway: TestGateway;
 
-function gatewayConfig(extraRoutes: Record<string, unknown>[] = []): Record<string, unknown> {
+function gatewayConfig(extraRoutes: Record<string, unknown>[] = [], trustedProxies: string[] = []): Record<string, unknown> {
   return baseConfig({
-    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN },
+    admin: { host: '127.0.0.1', port: 0, token: ADMIN_TOKEN, failed_tokens: { max_attempts: FAILED_TOKENS, per: '1m', block_for: '1m' } },
+    trusted_proxies: trustedProxies,
     // A long cache: a revoked key stops working quickly only if the key event reached the worker.
     store: { redis: { url: redis.url }, timeout_ms: 500, cache: { ttl: '60s' } },
     lifecycle: { drain_delay: '1s', grace: '5s' },
@@ -219,6 +221,31 @@ describe('serve --workers 2', () => {
     // Workers reload only when told: as many times as the primary, never on their own.
     await new Promise((resolve) => setTimeout(resolve, 1500)); // a watcher of their own would have fired by now
     expect([...reloadsBy().values()]).toEqual([primaryBefore + 1, primaryBefore + 1, primaryBefore + 1]);
+  });
+
+  it('applies a reloaded trusted_proxies on the primary too: its admin API blocks wrong tokens per forwarded client', async () => {
+    const primaryReloads = () => logLines().filter((l) => l.msg === 'config reloaded; every worker reloads it').length;
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // the previous test's change seen by the watcher first
+    const before = primaryReloads();
+    writeFileSync(configFile, stringify(gatewayConfig([], ['127.0.0.1'])));
+    gateway.process.kill('SIGHUP');
+    await waitFor(() => primaryReloads() > before, 5000, { what: 'the primary reloaded' });
+
+    // The test's own address is now a trusted proxy: each X-Forwarded-For client has a budget of its own.
+    const guesser = adminApi(gateway.adminUrl, 'wrong-token');
+    const forwardedFor = (address: string) => ({ 'x-forwarded-for': address });
+    for (let i = 0; i < FAILED_TOKENS; i++) expect((await guesser('GET', '/v1/keys', undefined, forwardedFor('198.51.100.7'))).status).toBe(401);
+    expect((await adminApi(gateway.adminUrl)('GET', '/v1/keys', undefined, forwardedFor('198.51.100.7'))).status).toBe(429);
+    // Another client behind the same proxy is not the guesser (before the fix the primary kept the
+    // trusted_proxies it started with and counted everyone as 127.0.0.1).
+    expect((await adminApi(gateway.adminUrl)('GET', '/v1/keys', undefined, forwardedFor('198.51.100.8'))).status).toBe(200);
+
+    // Back to no trusted proxy: X-Forwarded-For is ignored again, and 127.0.0.1 itself was never blocked.
+    const restored = primaryReloads();
+    writeFileSync(configFile, stringify(gatewayConfig()));
+    gateway.process.kill('SIGHUP');
+    await waitFor(() => primaryReloads() > restored, 5000, { what: 'the primary reloaded again' });
+    expect((await adminApi(gateway.adminUrl)('GET', '/v1/keys', undefined, forwardedFor('198.51.100.7'))).status).toBe(200);
   });
 
   it('is ready only while every worker is: a store without its marker makes all of them not ready', async () => {
