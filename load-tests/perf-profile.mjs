@@ -7,6 +7,8 @@
 // split between the kernel, node's own code (C++, libuv, V8's builtins: inline caches, promises,
 // string handling) and JIT-compiled JavaScript. Unlike profile.mjs it sees the kernel and V8's
 // builtins, and leaves start-up and warm-up out. KEEP=FILE keeps perf's whole report.
+// --callers StringAdd,WriteToFlat records call stacks too (-g) and prints, for the native symbols whose
+// names contain those words, which JavaScript functions they ran under (the nearest JS frame), in µs/req.
 import { spawn, spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -18,7 +20,12 @@ import { forEachSpec } from './lib/specs.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '30' }, level: { type: 'string', default: 'info' } },
+  options: {
+    seconds: { type: 'string', default: '10' },
+    top: { type: 'string', default: '30' },
+    level: { type: 'string', default: 'info' },
+    callers: { type: 'string' },
+  },
 });
 const spec = positionals[0] ?? '.';
 const warmup = Number(process.env.WARMUP ?? 10);
@@ -28,7 +35,8 @@ const data = path.join(tempDir('perf'), 'perf.data');
 let report;
 await forEachSpec([spec], { nodeArgs: ['--perf-basic-prof-only-functions'], level: values.level }, async ({ proc, load }) => {
   await runLoad(tool, { ...load, seconds: warmup });
-  const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '4999', '-p', String(proc.pid), '-o', data], { stdio: 'ignore' });
+  const stacks = values.callers ? ['-g'] : [];
+  const perf = spawn('perf', ['record', '-q', ...stacks, '-e', 'cpu-clock', '-F', '4999', '-p', String(proc.pid), '-o', data], { stdio: 'ignore' });
   await sleep(300);
   const r = await runLoad(tool, { ...load, seconds: Number(values.seconds) });
   perf.kill('SIGINT');
@@ -36,8 +44,9 @@ await forEachSpec([spec], { nodeArgs: ['--perf-basic-prof-only-functions'], leve
   report = { requests: r.requests, rps: r.rps, pid: proc.pid };
 });
 
+const callerTable = values.callers ? nearestJsCallers(values.callers.split(',')) : undefined;
 const out = spawnSync('perf', ['report', '-i', data, '--no-children', '--sort', 'dso,sym', '--stdio', '-F', 'overhead,sample,dso,sym'], { encoding: 'utf8', maxBuffer: 1 << 28 });
-rmSync(`/tmp/perf-${report.pid}.map`, { force: true });
+rmSync(`/tmp/perf-${report.pid}.map`, { force: true }); // after every perf command that names JIT code
 if (process.env.KEEP) writeFileSync(process.env.KEEP, out.stdout); // perf's own report, whole
 const rows = out.stdout
   .split('\n')
@@ -63,3 +72,29 @@ console.log('| where | µs/req | share |\n| --- | --- | --- |');
 for (const [name, n] of by(side)) console.log(`| ${name} | ${perReq(n)} | ${((100 * n) / total).toFixed(1)} % |`);
 console.log('\n| symbol | where | µs/req |\n| --- | --- | --- |');
 for (const r of rows.slice(0, Number(values.top))) console.log(`| ${r.sym.replace(/\|/g, '\\|').slice(0, 90)} | ${side(r)} | ${perReq(r.samples)} |`);
+
+if (callerTable) {
+  console.log('\n| native symbol | under JavaScript function | µs/req |\n| --- | --- | --- |');
+  for (const [where, n] of callerTable.slice(0, Number(values.top))) {
+    const [sym, js] = where.split('\t');
+    console.log(`| ${sym.slice(0, 60)} | ${js.replace(/\|/g, '\\|').slice(0, 90)} | ${perReq(n)} |`);
+  }
+}
+
+/** Samples whose leaf symbol contains one of `words`, counted by (leaf, nearest JS frame on its stack). */
+function nearestJsCallers(words) {
+  const script = spawnSync('perf', ['script', '-i', data, '-F', 'ip,sym'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const counts = new Map();
+  for (const sample of script.stdout.split('\n\n')) {
+    const frames = sample
+      .split('\n')
+      .map((l) => l.trim().replace(/^[0-9a-f]+\s+/, ''))
+      .filter(Boolean);
+    const leaf = frames[0];
+    if (!leaf || !words.some((w) => leaf.includes(w))) continue;
+    const js = frames.find((f) => f.startsWith('JS:')) ?? '(no JS frame)';
+    const key = `${leaf.replace(/\+0x[0-9a-f]+$/, '')}\t${js.replace(/\+0x[0-9a-f]+$/, '')}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]);
+}
