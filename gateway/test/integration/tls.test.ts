@@ -598,6 +598,35 @@ describe('client certificates on the listener', () => {
     }
   });
 
+  it('each request of a kept-alive connection carries its own connection\'s subject, with two clients interleaved', async () => {
+    const bob = clientCa.issue('bob', { usage: 'client' });
+    const gateway = await startWithClientAuth('require');
+    // One connection per client (maxSockets 1, kept alive): `reusedSocket` proves the later requests reuse it.
+    const agentOf = (client: IssuedCert) =>
+      new https.Agent({ keepAlive: true, maxSockets: 1, ca: readPem(gatewayCa.cert), cert: readPem(client.cert), key: readPem(client.key) });
+    const agents = { alice: agentOf(alice), bob: agentOf(bob) };
+    const get = (who: 'alice' | 'bob') =>
+      new Promise<{ status: number; reused: boolean; subject: unknown }>((resolve, reject) => {
+        const req = https.get(`https://127.0.0.1:${gateway.port}/ok`, { agent: agents[who], headers: { 'x-api-key': KEY, 'x-client-cert-subject': 'CN=forged' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket, subject: upstream.requests.at(-1)?.headers['x-client-cert-subject'] }));
+        });
+        req.on('error', reject);
+      });
+    try {
+      upstream.reset();
+      const seen = [];
+      for (const who of ['alice', 'bob', 'alice', 'bob', 'alice'] as const) seen.push({ who, ...(await get(who)) });
+      expect(seen.map((s) => s.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(seen.map((s) => s.reused)).toEqual([false, false, true, true, true]);
+      for (const s of seen) expect(s.subject).toBe(`O=sluice tests,CN=${s.who}`);
+    } finally {
+      agents.alice.destroy();
+      agents.bob.destroy();
+      await gateway.stop();
+    }
+  });
+
   it('optional: a client without a certificate gets in (with no subject); one of another CA is refused', async () => {
     const gateway = await startWithClientAuth('optional');
     try {
