@@ -34,6 +34,16 @@ export function createListener(options: http.ServerOptions, tls: ListenerTls | u
     // optional: a client without a certificate gets in; one whose certificate fails is refused below.
     rejectUnauthorized: tls.client_auth === 'require',
   });
+  // A client may not renegotiate (TLS 1.2; 1.3 has no renegotiation), as nginx refuses it: each one
+  // costs us a handshake, and it could swap the certificate a connection was verified with.
+  // node only reports the attempt (an 'error' the HTTP server would answer mid-handshake): the
+  // connection is closed, first.
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.disableRenegotiation();
+    socket.prependListener('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') socket.destroy();
+    });
+  });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     log.debug({ err: err.code ?? err.message, peer: socket.remoteAddress }, 'TLS handshake failed');
     socket.destroy();
@@ -75,8 +85,8 @@ export function isEncrypted(socket: Socket): boolean {
  */
 export function verifiedClientSubject(socket: Socket): string | null {
   if (!(socket instanceof TLSSocket) || !socket.authorized) return null;
-  // Read once per connection: its certificate cannot change (we never renegotiate), and parsing it
-  // cost 2.2 µs on every request of a keep-alive connection.
+  // Read once per connection: its certificate cannot change (clients may not renegotiate, see
+  // createListener), and parsing it cost 2.2 µs on every request of a keep-alive connection.
   let subject = subjects.get(socket);
   if (subject === undefined) subjects.set(socket, (subject = peerSubject(socket)));
   return subject;

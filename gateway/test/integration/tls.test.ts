@@ -627,6 +627,28 @@ describe('client certificates on the listener', () => {
     }
   });
 
+  it('refuses a client-initiated renegotiation (TLS 1.2): that connection ends, the gateway serves on', async () => {
+    const gateway = await startWithClientAuth('require');
+    try {
+      const socket = tls.connect({ host: '127.0.0.1', port: gateway.port, ca: readPem(gatewayCa.cert), ...tlsFiles(alice), maxVersion: 'TLSv1.2' });
+      socket.on('error', () => undefined);
+      await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      expect(socket.getProtocol()).toBe('TLSv1.2');
+      const outcome = await new Promise<string>((resolve) => {
+        setTimeout(() => resolve('no answer in 5 s'), 5000);
+        socket.once('close', () => resolve('closed'));
+        const started = socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ? 'refused' : 'renegotiated'));
+        if (!started) resolve('not started');
+      });
+      expect(outcome).toBe('closed');
+      socket.destroy();
+      expect((await request(gateway, alice)).status).toBe(200);
+      expect(gateway.process.exitCode).toBeNull();
+    } finally {
+      await gateway.stop();
+    }
+  });
+
   it('optional: a client without a certificate gets in (with no subject); one of another CA is refused', async () => {
     const gateway = await startWithClientAuth('optional');
     try {
