@@ -71,13 +71,15 @@ console.log(`${spec}: ${Math.round(report.rps)} req/s, ${report.requests} reques
 console.log('| where | µs/req | share |\n| --- | --- | --- |');
 for (const [name, n] of by(side)) console.log(`| ${name} | ${perReq(n)} | ${((100 * n) / total).toFixed(1)} % |`);
 console.log('\n| symbol | where | µs/req |\n| --- | --- | --- |');
-for (const r of rows.slice(0, Number(values.top))) console.log(`| ${r.sym.replace(/\|/g, '\\|').slice(0, 90)} | ${side(r)} | ${perReq(r.samples)} |`);
+/** A markdown table cell: `|` escaped, at most `width` characters. */
+const cell = (text, width) => text.replace(/\|/g, '\\|').slice(0, width);
+for (const r of rows.slice(0, Number(values.top))) console.log(`| ${cell(r.sym, 90)} | ${side(r)} | ${perReq(r.samples)} |`);
 
 if (callerTable) {
   console.log('\n| native symbol | under JavaScript function | µs/req |\n| --- | --- | --- |');
   for (const [where, n] of callerTable.slice(0, Number(values.top))) {
     const [sym, js] = where.split('\t');
-    console.log(`| ${sym.slice(0, 60)} | ${js.replace(/\|/g, '\\|').slice(0, 90)} | ${perReq(n)} |`);
+    console.log(`| ${cell(sym, 60)} | ${cell(js, 90)} | ${perReq(n)} |`);
   }
 }
 

@@ -40,9 +40,7 @@ export function createListener(options: http.ServerOptions, tls: ListenerTls | u
   // connection is closed, first.
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
-    socket.prependListener('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') socket.destroy();
-    });
+    socket.prependListener('error', closeOnRenegotiation);
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
     log.debug({ err: err.code ?? err.message, peer: socket.remoteAddress }, 'TLS handshake failed');
@@ -56,6 +54,11 @@ export function createListener(options: http.ServerOptions, tls: ListenerTls | u
     });
   }
   return server as unknown as http.Server;
+}
+
+/** A TLS socket's 'error' listener: a refused renegotiation ends the connection. */
+function closeOnRenegotiation(this: TLSSocket, err: NodeJS.ErrnoException): void {
+  if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED') this.destroy();
 }
 
 /** The event a listener's connections are first seen at, with the socket requests will arrive on. */
